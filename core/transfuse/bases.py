@@ -1,0 +1,347 @@
+"""The base classes that plugins implement: Encoder, Fusion, Task, TransferStrategy, DataSource.
+
+These import torch, so they are loaded only when a component is built (``transfuse``
+itself exposes them lazily). Every component is constructed as
+``Factory(options, device)`` where ``options`` is its validated options model instance
+and ``device`` the run's :class:`~transfuse.device.DeviceManager`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from transfuse.components import Options
+
+if TYPE_CHECKING:
+    from transfuse.device import DeviceManager
+
+__all__ = [
+    "Batch",
+    "DataSource",
+    "Encoder",
+    "Fusion",
+    "Task",
+    "TensorFate",
+    "TransferContext",
+    "TransferReport",
+    "TransferStrategy",
+]
+
+Batch = dict[str, Tensor]
+"""What ``Encoder.prepare`` returns: named tensors whose first dimension is the row."""
+
+
+class Encoder(nn.Module):
+    """Turns one input (a column, or a group of columns) into ``[B, output_dim]``.
+
+    Life cycle: ``__init__(options, device)`` -> ``fit(values)`` on training rows (or
+    ``load_fitted(directory)`` when restoring) -> ``prepare(values)`` per batch on the host
+    -> ``forward(batch)`` on the device. Parameters must exist with their final shapes
+    after ``fit`` or ``load_fitted``, so that saved weights load into them.
+
+    ``values`` is a :class:`pandas.Series` for a one-column input and a
+    :class:`pandas.DataFrame` for a several-column input. A missing value (None/NaN) is a
+    missing modality for that row: ``prepare`` must still return a row for it (zeros do)
+    and the fusion masks it out, unless ``handles_missing`` is true (tabular encoders
+    impute and learn missing indicators), in which case the row counts as present.
+    """
+
+    #: Width of the embedding that ``forward`` returns; set by ``__init__`` or ``fit``.
+    output_dim: int
+    #: Frozen encoders never train: their outputs are cached on disk and reused.
+    frozen: bool = False
+    #: True when the encoder deals with missing values itself (then rows stay present).
+    handles_missing: bool = False
+
+    def __init__(self, options: Options, device: DeviceManager) -> None:
+        super().__init__()
+        self.options = options
+        self.device_manager = device
+
+    def fit(self, values: pd.Series | pd.DataFrame) -> None:  # noqa: B027 - optional hook
+        """Learn from training rows only (vocabularies, scalers). Default: nothing."""
+
+    def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
+        """A boolean array, true where the row's value is missing."""
+        if isinstance(values, pd.DataFrame):
+            return values.isna().all(axis=1).to_numpy()
+        return values.isna().to_numpy()
+
+    def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
+        """Turn raw values into host tensors (runs in data-loader workers)."""
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Embed a prepared batch: ``[B, output_dim]`` on the device."""
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups (e.g. ``{"backbone": [...]}``) that strategies may give
+        their own learning rate; parameters not listed fall in the default group."""
+        return {}
+
+    def cache_key(self) -> str:
+        """A string that changes whenever the encoder would embed a value differently."""
+        kind = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"{kind}:{self.options.model_dump_json()}"
+
+    def save_fitted(self, directory: Path) -> None:
+        """Write what ``fit`` learned (not the weights) into ``directory``."""
+        state = self.fitted_state()
+        if state:
+            (directory / "state.json").write_text(json.dumps(state, indent=1), "utf-8")
+
+    def load_fitted(self, directory: Path) -> None:
+        """Restore what :meth:`save_fitted` wrote and build the parameters."""
+        path = directory / "state.json"
+        self.load_fitted_state(json.loads(path.read_text("utf-8")) if path.exists() else {})
+
+    def fitted_state(self) -> dict[str, Any]:
+        """JSON-able fitted state; the default save/load use this."""
+        return {}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`fitted_state`; must create parameters with their final shapes."""
+
+
+class Fusion(nn.Module):
+    """Combines the inputs' embeddings into one vector per row.
+
+    Built as ``Fusion(options, device, input_dims=..., num_outputs=...)``. ``forward``
+    gets the embeddings and, per input, a boolean ``[B]`` mask that is false where the
+    row lacks that modality; every fusion must give a sensible output for such rows.
+    A fusion whose output already is the task's logits (late fusion) sets
+    ``produces_logits``; the model then adds no head.
+    """
+
+    output_dim: int
+    produces_logits: bool = False
+
+    def __init__(
+        self,
+        options: Options,
+        device: DeviceManager,
+        *,
+        input_dims: Mapping[str, int],
+        num_outputs: int,
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self.device_manager = device
+        self.input_dims = dict(input_dims)
+        self.num_outputs = num_outputs
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """Fuse: ``[B, output_dim]``."""
+        raise NotImplementedError
+
+
+class Task:
+    """What to predict: the label encoding, the head's width, the loss and the metrics.
+
+    Built as ``Task(options, device)``; ``fit(labels)`` on training labels learns the
+    classes; ``encode`` turns labels into a tensor for the loss; ``scores`` turns logits
+    into the numbers a user sees (probabilities, values).
+    """
+
+    #: The metric early stopping watches unless the config names another.
+    default_metric: str = "loss"
+
+    def __init__(self, options: Options, device: DeviceManager) -> None:
+        self.options = options
+        self.device_manager = device
+
+    def fit(self, labels: pd.Series) -> None:
+        """Learn what the labels look like (classes, scale) from training rows."""
+        raise NotImplementedError
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the head's output."""
+        raise NotImplementedError
+
+    def encode(self, labels: pd.Series) -> Tensor:
+        """Labels as the tensor the loss expects."""
+        raise NotImplementedError
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Training loss for a batch."""
+        raise NotImplementedError
+
+    def scores(self, logits: Tensor) -> np.ndarray:
+        """Logits to user-facing scores, ``[N, len(score_columns)]``."""
+        raise NotImplementedError
+
+    def score_columns(self) -> list[str]:
+        """Names of the score columns ``predict`` writes."""
+        raise NotImplementedError
+
+    def metrics(self, labels: pd.Series, scores: np.ndarray) -> dict[str, float]:
+        """Metrics of scores against true labels."""
+        raise NotImplementedError
+
+    def greater_is_better(self, metric: str) -> bool:
+        """Whether a larger value of ``metric`` is better."""
+        return metric not in {"loss", "log_loss", "brier", "rmse", "mae"}
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able fitted state (classes, scale)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`state`."""
+
+
+class DataSource:
+    """Loads a table by name. Built as ``DataSource(options)``; ``load()`` returns it."""
+
+    #: The label column this source provides, if it has a natural one.
+    target: str | None = None
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def load(self) -> pd.DataFrame:
+        """The whole table."""
+        raise NotImplementedError
+
+
+# -- transfer ---------------------------------------------------------------------------
+
+Fate = Literal["copied", "reshaped", "reinitialised", "skipped", "kept"]
+
+
+@dataclass(frozen=True)
+class TensorFate:
+    """What a transfer did to one target tensor."""
+
+    name: str
+    fate: Fate
+    numel: int
+    source: str | None = None
+    note: str = ""
+
+
+@dataclass
+class TransferReport:
+    """Every target tensor's fate after a strategy's ``prepare``."""
+
+    strategy: str
+    tensors: list[TensorFate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, fate: Fate, numel: int, source: str | None = None, note: str = "") -> None:
+        """Record one tensor's fate."""
+        self.tensors.append(TensorFate(name, fate, numel, source, note))
+
+    @property
+    def loaded_fraction(self) -> float:
+        """Fraction of target parameters (by element count) loaded from the source."""
+        total = sum(t.numel for t in self.tensors)
+        loaded = sum(t.numel for t in self.tensors if t.fate in {"copied", "reshaped"})
+        return loaded / total if total else 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Number of tensors per fate."""
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.fate] = out.get(t.fate, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, written to a run's ``transfer.json``."""
+        return {
+            "strategy": self.strategy,
+            "loaded_fraction": self.loaded_fraction,
+            "counts": self.counts(),
+            "notes": list(self.notes),
+            "tensors": [t.__dict__ for t in self.tensors],
+        }
+
+    def to_markdown(self) -> str:
+        """A table for ``report.md``."""
+        lines = [
+            f"**{self.strategy}**: {self.loaded_fraction:.1%} of target parameters loaded "
+            f"({', '.join(f'{n} {k}' for k, n in sorted(self.counts().items()))})",
+            "",
+            "| target tensor | fate | from | elements | note |",
+            "| --- | --- | --- | ---: | --- |",
+        ]
+        for t in self.tensors:
+            lines.append(f"| `{t.name}` | {t.fate} | {t.source or ''} | {t.numel} | {t.note} |")
+        lines += [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class TransferContext:
+    """What a strategy sees: both models, the device, and the target's data.
+
+    ``batches(frame, batch_size, shuffle)`` turns a DataFrame into prepared device
+    batches for the target model (for strategies that need extra forward passes, such as
+    domain alignment); ``features(model, batch)`` returns the fused features of a batch.
+    """
+
+    source_model: nn.Module
+    target_model: nn.Module
+    device: DeviceManager
+    target_data: pd.DataFrame
+    unlabeled: pd.DataFrame | None = None
+    source_data: pd.DataFrame | None = None
+    epochs: int = 1
+    steps_per_epoch: int = 1
+    batches: Callable[..., Iterator[dict[str, Any]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TransferStrategy:
+    """A way to carry a source model's knowledge into the target model.
+
+    Built as ``Strategy(options, device)``. The trainer calls, in order of the
+    configured strategies: ``prepare(ctx)`` once before training; ``param_groups`` to
+    shape the optimizer; ``on_epoch_start``, ``extra_loss`` and ``on_step_end`` as it
+    trains; ``finalize`` at the end. Every method has a do-nothing default, so a strategy
+    overrides only what it needs.
+    """
+
+    def __init__(self, options: Options, device: DeviceManager) -> None:
+        self.options = options
+        self.device_manager = device
+        self.context: TransferContext | None = None
+
+    def prepare(self, ctx: TransferContext) -> TransferReport | None:
+        """Copy, map or freeze before training; report what happened to each tensor."""
+        self.context = ctx
+        return None
+
+    def param_groups(
+        self, model: nn.Module, groups: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Reshape the optimizer's parameter groups (each has ``params``, ``lr``, ``name``).
+
+        Strategies compose: each receives the groups the previous one returned.
+        """
+        return groups
+
+    def extra_loss(self, batch: dict[str, Any], outputs: dict[str, Tensor], step: int) -> Tensor | None:
+        """A loss term added to the task loss (``outputs`` has ``logits`` and ``features``)."""
+        return None
+
+    def on_epoch_start(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called before each epoch (0-based)."""
+
+    def on_step_end(self, step: int) -> None:  # noqa: B027 - optional hook
+        """Called after each optimizer step."""
+
+    def finalize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Called once after training (undo hooks, unfreeze...)."""
+

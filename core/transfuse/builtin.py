@@ -1,0 +1,169 @@
+"""The core's own components, registered through the same hooks as any plugin.
+
+Only entries and options models live here (no torch): the implementations are in
+:mod:`transfuse.tasks`, :mod:`transfuse.fusion` and :mod:`transfuse.sources`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from transfuse.components import (
+    DataSourceEntry,
+    FusionEntry,
+    Options,
+    TaskEntry,
+)
+from transfuse.hookspecs import hookimpl
+
+# -- tasks ------------------------------------------------------------------------------
+
+
+class ClassificationOptions(Options):
+    """Options of the binary and multiclass tasks."""
+
+    class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
+        default="none", description="Weigh the loss per class ('balanced' for rare labels)."
+    )
+    positive: str | int | bool | None = Field(
+        default=None, description="The positive class (binary); the larger label if unset."
+    )
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class RegressionOptions(Options):
+    """Options of the regression task."""
+
+    loss: Literal["mse", "huber"] = "mse"
+    standardize: bool = Field(default=True, description="Scale targets by training stats.")
+
+
+# -- fusion -----------------------------------------------------------------------------
+
+
+class FusionOptions(Options):
+    """Options every fusion module shares."""
+
+    dim: int = Field(default=128, ge=1, description="Width of the fused representation.")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    modality_dropout: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Drop whole modalities while training."
+    )
+
+
+class AttentionOptions(FusionOptions):
+    """Options of ``fusion.attention``."""
+
+    heads: int = Field(default=4, ge=1)
+    layers: int = Field(default=1, ge=1)
+
+
+class LowRankOptions(FusionOptions):
+    """Options of ``fusion.lowrank``."""
+
+    rank: int = Field(default=4, ge=1)
+
+
+# -- data sources -----------------------------------------------------------------------
+
+
+class FileSourceOptions(Options):
+    """Options of the csv and parquet sources."""
+
+    path: str = Field(description="The file to read.")
+    columns: list[str] | None = Field(default=None, description="Read only these columns.")
+
+
+@hookimpl
+def transfuse_tasks() -> list[TaskEntry]:
+    """The built-in tasks."""
+    return [
+        TaskEntry(
+            name="binary",
+            factory="transfuse.tasks:BinaryTask",
+            options=ClassificationOptions,
+            description="Two classes: one logit, BCE loss, ROC-AUC/KS/PR-AUC/Brier.",
+        ),
+        TaskEntry(
+            name="multiclass",
+            factory="transfuse.tasks:MulticlassTask",
+            options=ClassificationOptions,
+            description="K classes: softmax, cross-entropy, accuracy/macro-F1/log-loss.",
+        ),
+        TaskEntry(
+            name="regression",
+            factory="transfuse.tasks:RegressionTask",
+            options=RegressionOptions,
+            description="A real-valued target: MSE or Huber loss, RMSE/MAE/R².",
+        ),
+    ]
+
+
+@hookimpl
+def transfuse_fusions() -> list[FusionEntry]:
+    """The built-in fusion modules."""
+    return [
+        FusionEntry(
+            name="fusion.concat",
+            factory="transfuse.fusion:ConcatFusion",
+            options=FusionOptions,
+            description="Concatenate the embeddings (zeros where missing), then an MLP.",
+        ),
+        FusionEntry(
+            name="fusion.gated",
+            factory="transfuse.fusion:GatedFusion",
+            options=FusionOptions,
+            description="Learned per-modality gates weigh projected embeddings.",
+        ),
+        FusionEntry(
+            name="fusion.attention",
+            factory="transfuse.fusion:AttentionFusion",
+            options=AttentionOptions,
+            description="A transformer over one token per modality and a summary token.",
+        ),
+        FusionEntry(
+            name="fusion.lowrank",
+            factory="transfuse.fusion:LowRankFusion",
+            options=LowRankOptions,
+            description="Low-rank multimodal fusion (Liu et al. 2018).",
+        ),
+        FusionEntry(
+            name="fusion.late",
+            factory="transfuse.fusion:LateFusion",
+            options=FusionOptions,
+            description="A head per modality; logits averaged over present modalities.",
+        ),
+    ]
+
+
+@hookimpl
+def transfuse_data_sources() -> list[DataSourceEntry]:
+    """The built-in file sources."""
+    return [
+        DataSourceEntry(
+            name="csv",
+            factory="transfuse.sources:CsvSource",
+            options=FileSourceOptions,
+            description="A CSV file.",
+        ),
+        DataSourceEntry(
+            name="parquet",
+            factory="transfuse.sources:ParquetSource",
+            options=FileSourceOptions,
+            description="A parquet file.",
+        ),
+    ]
+
+
+@hookimpl(trylast=True)
+def transfuse_infer_modality(column: pd.Series) -> str | None:
+    """Last resort: numbers, booleans and short repeated strings are tabular."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return "tabular"
+    values = column.dropna()
+    if len(values) and values.astype(str).nunique() <= max(20, len(values) // 20):
+        return "tabular"
+    return None

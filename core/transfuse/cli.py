@@ -1,0 +1,105 @@
+"""The ``transfuse`` command.
+
+Every command's heavy imports happen inside it, so ``transfuse --help`` and
+``transfuse plugins`` stay fast. An error a user can cause prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from transfuse.errors import TransfuseError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from transfuse.plugins import get_plugin_manager
+
+    records = get_plugin_manager().records()
+    if args.json:
+        print(json.dumps([r.as_json() for r in records], indent=2))
+        return 0
+    for r in records:
+        print(f"{r.distribution} {r.version or ''} [{r.status}] ({r.name})".replace("  ", " "))
+        if r.location:
+            print(f"  from {r.location}")
+        if r.error:
+            print(f"  error: {r.error}")
+        for c in sorted(r.components, key=lambda c: (c.kind, c.name)):
+            modality = getattr(c, "modality", None)
+            extra = f" [{modality}]" if modality else ""
+            print(f"  {c.kind:<12} {c.name}{extra}: {c.description}")
+    return 0
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from transfuse.config import load_pipeline, resolve
+
+    config = load_pipeline(args.file)
+    resolve(config)
+    print(f"ok: {args.file} ({config.name}, {len(config.inputs)} inputs)")
+    return 0
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    from transfuse.config import schema
+
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with every working command."""
+    from transfuse import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="transfuse",
+        description="Multimodal models and model transfer, built from plugins.",
+    )
+    parser.add_argument("--version", action="version", version=f"transfuse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins and their components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_plugins)
+
+    config = sub.add_parser("config", help="validate a pipeline or print its schema")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    v = config_sub.add_parser("validate", help="check a pipeline file (or preset name)")
+    v.add_argument("file", help="a YAML pipeline file or a preset name")
+    v.set_defaults(func=_cmd_config_validate)
+    s = config_sub.add_parser("schema", help="print the JSON Schema of pipeline files")
+    s.set_defaults(func=_cmd_config_schema)
+
+    from transfuse import commands
+
+    commands.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        code: int = args.func(args)
+        return code
+    except TransfuseError as exc:
+        print(f"transfuse: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transfuse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

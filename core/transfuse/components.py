@@ -1,0 +1,212 @@
+"""Component entries: what a plugin registers through the hooks.
+
+An entry is a frozen dataclass that names a component and says where its code lives,
+as a lazy ``"package.module:Name"`` string, so that listing plugins imports no torch.
+The plugin manager fills in ``distribution`` and ``version``.
+
+The base classes that the factories implement (``Encoder``, ``Fusion``, ...) subclass
+``torch.nn.Module`` and therefore live in :mod:`transfuse.bases`, imported only when a
+component is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from transfuse.errors import ConfigError, PluginError
+
+__all__ = [
+    "KINDS",
+    "ComponentEntry",
+    "DataSourceEntry",
+    "EncoderEntry",
+    "FusionEntry",
+    "NoOptions",
+    "Options",
+    "PipelineEntry",
+    "StrategyEntry",
+    "TaskEntry",
+    "format_validation_error",
+]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class Options(BaseModel):
+    """Base of every component's options model: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class NoOptions(Options):
+    """For components that take no options."""
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one line naming each bad key path."""
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc or '<root>'}: {msg}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentEntry:
+    """What every registered component declares."""
+
+    kind: ClassVar[str] = "component"
+
+    name: str
+    factory: str
+    description: str
+    options: type[Options] = NoOptions
+    distribution: str | None = None
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise PluginError(
+                f"invalid {self.kind} name {self.name!r}",
+                fix="use lower-case dotted names such as 'text.sentence-transformer'",
+            )
+        if not _FACTORY.match(self.factory):
+            raise PluginError(
+                f"{self.kind} {self.name!r} has factory {self.factory!r}",
+                fix="give it as 'package.module:ClassName'",
+            )
+
+    @property
+    def short_name(self) -> str:
+        """The name without its leading namespace (``strategy.l2sp`` -> ``l2sp``)."""
+        return self.name.split(".", 1)[-1]
+
+    def load(self) -> Any:
+        """Import and return the factory (normally a class)."""
+        module_name, _, attr = self.factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # a plugin's bug is reported against the plugin
+            raise PluginError(
+                f"cannot import {self.factory!r} for {self.kind} {self.name!r}: "
+                f"{type(exc).__name__}: {exc}",
+                where=self.distribution or "plugin",
+                fix="reinstall the plugin or report the bug to its authors",
+            ) from exc
+        return obj
+
+    def validate_options(self, raw: Mapping[str, Any] | Options | None, where: str = "") -> Options:
+        """Validate raw options against this component's options model."""
+        if isinstance(raw, self.options):
+            return raw
+        try:
+            return self.options.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, where or f"{self.name} options"),
+                fix=f"see `transfuse plugins` and the docs of {self.name!r} for its options",
+            ) from None
+
+    def with_origin(self, distribution: str, version: str | None) -> ComponentEntry:
+        """A copy that names the distribution that provides it."""
+        return dataclasses.replace(self, distribution=distribution, version=version)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able listing used by ``transfuse plugins --json``."""
+        return {"name": self.name, "kind": self.kind, "modality": getattr(self, "modality", None)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderEntry(ComponentEntry):
+    """An encoder turns one input (a column or a group of columns) into ``[B, D]``."""
+
+    kind: ClassVar[str] = "encoder"
+    modality: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionEntry(ComponentEntry):
+    """A fusion module combines the inputs' embeddings into one vector per row."""
+
+    kind: ClassVar[str] = "fusion"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyEntry(ComponentEntry):
+    """A transfer strategy carries a source model's knowledge into a target model."""
+
+    kind: ClassVar[str] = "strategy"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskEntry(ComponentEntry):
+    """A task owns the head, the loss and the metrics (binary, multiclass, regression)."""
+
+    kind: ClassVar[str] = "task"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSourceEntry(ComponentEntry):
+    """A data source loads a table by name (csv, parquet, finance datasets)."""
+
+    kind: ClassVar[str] = "data_source"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineEntry(ComponentEntry):
+    """A named pipeline preset: a YAML file shipped as package data.
+
+    ``factory`` names the package and the file, as ``"package.presets:file.yaml"``.
+    """
+
+    kind: ClassVar[str] = "pipeline"
+    factory: str = field(default="")
+    resource: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise PluginError(f"invalid pipeline name {self.name!r}")
+        if ":" not in self.resource:
+            raise PluginError(
+                f"pipeline {self.name!r} has resource {self.resource!r}",
+                fix="give it as 'package:file.yaml'",
+            )
+
+    def read_text(self) -> str:
+        """The preset's YAML text, read from the providing package's data."""
+        package, _, filename = self.resource.partition(":")
+        try:
+            return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+        except (OSError, ModuleNotFoundError) as exc:
+            raise PluginError(
+                f"pipeline {self.name!r}: cannot read {self.resource!r}: {exc}",
+                where=self.distribution or "plugin",
+                fix="reinstall the plugin that ships it",
+            ) from exc
+
+
+KINDS: dict[str, type[ComponentEntry]] = {
+    cls.kind: cls
+    for cls in (
+        EncoderEntry,
+        FusionEntry,
+        StrategyEntry,
+        TaskEntry,
+        DataSourceEntry,
+        PipelineEntry,
+    )
+}

@@ -1,0 +1,286 @@
+"""Pipeline configuration: pydantic models, YAML loading, JSON Schema export.
+
+A config names components; it never imports or evaluates code. Structure is validated
+here; component names and their options are checked against the installed plugins by
+:func:`resolve`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transfuse.components import format_validation_error
+from transfuse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transfuse.plugins import PluginManager
+
+__all__ = [
+    "DataConfig",
+    "FusionConfig",
+    "InputConfig",
+    "JoinConfig",
+    "PipelineConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "TransferConfig",
+    "dump_yaml",
+    "load_config",
+    "load_pipeline",
+    "parse_config",
+    "resolve",
+    "schema",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+
+class TaskConfig(_Strict):
+    """What to predict."""
+
+    type: str = Field(description="Task name: binary, multiclass or regression.")
+    target: str = Field(description="The label column.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options.")
+
+
+class JoinConfig(_Strict):
+    """Another table about the same entities, joined to the main table by key."""
+
+    name: str = Field(description="Prefix for this table's columns / the sequence column.")
+    source: str | None = Field(default=None, description="Data source name.")
+    path: str | None = Field(default=None, description="A CSV or parquet file.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    key: str = Field(description="The key column in this table.")
+    relation: Literal["one-to-one", "one-to-many"] = "one-to-one"
+    columns: list[str] | None = Field(default=None, description="Columns to keep; all if unset.")
+    order_by: str | None = Field(default=None, description="Sort events by this (one-to-many).")
+    max_events: int = Field(default=64, ge=1, description="Keep the latest N events per entity.")
+
+
+class DataConfig(_Strict):
+    """Where the rows come from and how they are split."""
+
+    source: str | None = Field(default=None, description="Data source name (csv, parquet, ...).")
+    path: str | None = Field(default=None, description="A CSV or parquet file (sets the source).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Data source options.")
+    key: str | None = Field(default=None, description="Entity key, for joined tables.")
+    join: list[JoinConfig] = Field(default_factory=list, description="Tables joined by key.")
+    where: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Keep rows whose column value is in the list."
+    )
+    test_size: float = Field(default=0.2, ge=0.0, lt=1.0, description="Held-out test fraction.")
+    validation_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    label_budget: int | None = Field(
+        default=None, ge=2, description="Keep at most this many labelled training rows."
+    )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DataConfig:
+        if self.source and self.path and self.source not in {"csv", "parquet"}:
+            raise ValueError("give either 'source' or 'path', not both")
+        return self
+
+
+class InputConfig(_Strict):
+    """One model input: a column (or several) and the encoder that reads it."""
+
+    encoder: str | None = Field(default=None, description="Encoder name; inferred if unset.")
+    column: str | None = None
+    columns: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_columns(self) -> InputConfig:
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("give exactly one of 'column' or 'columns'")
+        if self.columns is not None and not self.columns:
+            raise ValueError("'columns' is empty")
+        return self
+
+    @property
+    def column_list(self) -> list[str]:
+        """The columns this input reads."""
+        return [self.column] if self.column is not None else list(self.columns or [])
+
+
+class FusionConfig(_Strict):
+    """How the inputs' embeddings are combined."""
+
+    method: str = "fusion.concat"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """The training loop."""
+
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup: float = Field(default=0.05, ge=0, lt=1, description="Warm-up fraction of steps.")
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    patience: int = Field(default=5, ge=1, description="Epochs without improvement to stop.")
+    metric: str | None = Field(default=None, description="Early-stopping metric; task default.")
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    seed: int = 0
+    compile: bool = False
+    num_workers: int = Field(default=0, ge=0)
+    progress: bool = True
+
+
+class TransferConfig(_Strict):
+    """Train by transfer from a finished source run."""
+
+    from_: str | None = Field(default=None, alias="from", description="Source run directory.")
+    strategies: list[str | dict[str, dict[str, Any] | None]] = Field(
+        default_factory=lambda: ["strategy.finetune"],
+        description="Strategies in order: names, or {name: options} mappings.",
+    )
+    baseline: Literal["none", "scratch"] = "none"
+
+    @field_validator("strategies")
+    @classmethod
+    def _one_key_each(cls, value: list[Any]) -> list[Any]:
+        for i, item in enumerate(value):
+            if isinstance(item, dict) and len(item) != 1:
+                raise ValueError(f"strategy {i} must be a name or a one-key mapping")
+        return value
+
+    def steps(self) -> list[tuple[str, dict[str, Any]]]:
+        """The strategies as (name, options) pairs."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in self.strategies:
+            if isinstance(item, str):
+                out.append((item, {}))
+            else:
+                ((name, opts),) = item.items()
+                out.append((name, dict(opts or {})))
+        return out
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline: task, data, inputs, fusion, training and (optionally) transfer."""
+
+    name: str
+    description: str = ""
+    task: TaskConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    inputs: dict[str, InputConfig]
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    transfer: TransferConfig | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: dict[str, InputConfig]) -> dict[str, InputConfig]:
+        if not value:
+            raise ValueError("at least one input is needed")
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"input name {name!r} must be an identifier")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping, as written to a run's ``config.yaml``."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
+    """Validate a mapping as a pipeline config; errors name the key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "a pipeline config must be a mapping", where=origin, fix="see docs/index.md"
+        )
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc),
+            where=origin,
+            fix="see `transfuse config schema` for the allowed keys",
+        ) from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML pipeline file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", fix="check the path"
+        ) from None
+    return parse_config(_yaml(text, str(path)), str(path))
+
+
+def load_pipeline(spec: str | Path, manager: PluginManager | None = None) -> PipelineConfig:
+    """A YAML path, or the name of a preset registered through ``transfuse_pipelines``."""
+    path = Path(spec)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return load_config(path)
+    from transfuse.plugins import get_plugin_manager
+
+    manager = manager or get_plugin_manager()
+    entry = manager.get("pipeline", str(spec), where="pipeline")
+    return parse_config(_yaml(entry.read_text(), entry.resource), f"preset {entry.name}")
+
+
+def _yaml(text: str, origin: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {problem}", where=where) from None
+
+
+def resolve(config: PipelineConfig, manager: PluginManager | None = None) -> dict[str, Any]:
+    """Check every component name and its options against the installed plugins.
+
+    Returns the validated options objects by config key path (``inputs.text``,
+    ``fusion``, ``task``, ``transfer.strategies.0``...).
+    """
+    from transfuse.plugins import get_plugin_manager
+
+    manager = manager or get_plugin_manager()
+    resolved: dict[str, Any] = {}
+    task = manager.get("task", config.task.type, where="task.type")
+    resolved["task"] = task.validate_options(config.task.options, "task.options")
+    for name, spec in config.inputs.items():
+        if spec.encoder is None:
+            continue  # inferred from the data when it arrives
+        entry = manager.get("encoder", spec.encoder, where=f"inputs.{name}.encoder")
+        resolved[f"inputs.{name}"] = entry.validate_options(spec.options, f"inputs.{name}.options")
+    fusion = manager.get("fusion", config.fusion.method, where="fusion.method")
+    resolved["fusion"] = fusion.validate_options(config.fusion.options, "fusion.options")
+    if config.data.source:
+        source = manager.get("data_source", config.data.source, where="data.source")
+        options = dict(config.data.options)
+        if config.data.path:
+            options.setdefault("path", config.data.path)
+        resolved["data"] = source.validate_options(options, "data.options")
+    if config.transfer is not None:
+        for i, (name, options) in enumerate(config.transfer.steps()):
+            where = f"transfer.strategies.{i}"
+            entry = manager.get("strategy", name, where=where)
+            resolved[where] = entry.validate_options(options, where)
+    return resolved
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a pipeline file."""
+    return PipelineConfig.model_json_schema(by_alias=True)
+
+
+def dump_yaml(config: PipelineConfig) -> str:
+    """The config as YAML text (round-trips through :func:`parse_config`)."""
+    return yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False)

@@ -1,0 +1,301 @@
+"""The plugin manager: entry-point discovery, isolation, conflicts and listing.
+
+Plugins are modules named by entry points in the ``transfuse`` group. Loading one that
+raises records it as failed (``TRANSFUSE_STRICT_PLUGINS=1`` raises instead) and the others
+keep working; ``TRANSFUSE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point or
+distribution name. The core's own components register through the same hooks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Literal
+
+import pluggy
+
+from transfuse import hookspecs
+from transfuse.components import KINDS, ComponentEntry
+from transfuse.errors import PluginConflictError, PluginError, UnknownComponentError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginManager",
+    "PluginRecord",
+    "get_plugin_manager",
+    "reset_plugin_manager",
+]
+
+ENTRY_POINT_GROUP = "transfuse"
+Status = Literal["active", "disabled", "failed"]
+
+# Hook name per component kind, and the namespace a short name is completed with.
+_HOOKS = {
+    "encoder": "transfuse_encoders",
+    "fusion": "transfuse_fusions",
+    "strategy": "transfuse_strategies",
+    "task": "transfuse_tasks",
+    "data_source": "transfuse_data_sources",
+    "pipeline": "transfuse_pipelines",
+}
+_PREFIX = {"fusion": "fusion.", "strategy": "strategy.", "task": "task."}
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as ``transfuse plugins`` shows it."""
+
+    name: str
+    distribution: str
+    version: str | None
+    status: Status
+    error: str | None = None
+    location: str | None = None
+    components: list[ComponentEntry] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The record in the ``transfuse plugins --json`` format."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "error": self.error,
+            "location": self.location,
+            "components": [c.summary() for c in self.components],
+        }
+
+
+def _env_list(name: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("TRANSFUSE_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"}
+
+
+class PluginManager:
+    """A typed facade over :class:`pluggy.PluginManager` for transfuse's hooks."""
+
+    def __init__(self, *, autoload: bool = True, builtins: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._records: dict[str, PluginRecord] = {}
+        self._components: dict[str, dict[str, ComponentEntry]] | None = None
+        if builtins:
+            from transfuse import builtin
+
+            self.register(builtin, name="transfuse", distribution="transfuse", version=_version())
+        if autoload:
+            self.load_entry_points()
+
+    # -- loading -------------------------------------------------------------------
+    def load_entry_points(self, entry_points: Iterable[metadata.EntryPoint] | None = None) -> None:
+        """Load every plugin of the ``transfuse`` entry-point group, each in isolation."""
+        if entry_points is None:
+            entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        disabled = _env_list("TRANSFUSE_DISABLE_PLUGINS")
+        seen: set[tuple[str, str]] = set()
+        for ep in entry_points:
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else ep.value.split(".")[0]
+            version = dist.version if dist is not None else None
+            if (ep.name, dist_name) in seen:
+                continue  # the same distribution seen twice on sys.path
+            seen.add((ep.name, dist_name))
+            location = ep.value
+            if ep.name in disabled or dist_name in disabled:
+                self._records[ep.name] = PluginRecord(
+                    ep.name, dist_name, version, "disabled", "TRANSFUSE_DISABLE_PLUGINS", location
+                )
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                if _strict():
+                    raise PluginError(
+                        f"plugin {ep.name!r} failed to import: {message}",
+                        where=f"{dist_name} {version}",
+                        fix="fix or uninstall it, or unset TRANSFUSE_STRICT_PLUGINS",
+                    ) from exc
+                self._records[ep.name] = PluginRecord(
+                    ep.name, dist_name, version, "failed", message, location
+                )
+                continue
+            self.register(module, name=ep.name, distribution=dist_name, version=version)
+
+    def register(
+        self,
+        plugin: object,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Register a module or object that implements some hooks."""
+        name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        if name in self._records and self._records[name].status == "active":
+            raise PluginError(f"a plugin named {name!r} is already registered")
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin {name!r} does not match the hook specs: {exc}",
+                where=distribution or name,
+                fix="check the hook names and arguments against docs/hooks.md",
+            ) from exc
+        location = getattr(plugin, "__file__", None)
+        self._records[name] = PluginRecord(
+            name, distribution or name, version, "active", None, location
+        )
+        self._components = None
+
+    def unregister(self, name: str) -> None:
+        """Remove a registered plugin (used by tests)."""
+        self.pm.unregister(name=name)
+        self._records.pop(name, None)
+        self._components = None
+
+    # -- components ----------------------------------------------------------------
+    def _collect(self) -> dict[str, dict[str, ComponentEntry]]:
+        if self._components is not None:
+            return self._components
+        found: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in KINDS}
+        for record in self._records.values():
+            record.components = []
+        for kind, hook_name in _HOOKS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in reversed(caller.get_hookimpls()):  # registration order
+                record = self._records.get(impl.plugin_name)
+                if record is None or record.status != "active":
+                    continue
+                try:
+                    entries = list(impl.function())
+                    for entry in entries:
+                        if not isinstance(entry, KINDS[kind]):
+                            raise TypeError(
+                                f"{hook_name} returned {type(entry).__name__}, "
+                                f"expected {KINDS[kind].__name__}"
+                            )
+                except Exception as exc:
+                    if _strict() or isinstance(exc, PluginConflictError):
+                        raise
+                    record.status = "failed"
+                    record.error = f"{hook_name}: {type(exc).__name__}: {exc}"
+                    continue
+                for entry in entries:
+                    entry = entry.with_origin(record.distribution, record.version)
+                    other = found[kind].get(entry.name)
+                    if other is not None:
+                        raise PluginConflictError(
+                            f"{kind} {entry.name!r} is registered twice: by "
+                            f"{other.distribution} {other.version} and by "
+                            f"{entry.distribution} {entry.version}",
+                            fix="uninstall one of them, or block one with "
+                            "TRANSFUSE_DISABLE_PLUGINS",
+                        )
+                    found[kind][entry.name] = entry
+                    record.components.append(entry)
+        # A plugin whose hook failed contributes nothing, not half of its components.
+        for record in self._records.values():
+            if record.status == "failed":
+                for entry in record.components:
+                    found[entry.kind].pop(entry.name, None)
+                record.components = []
+        self._components = found
+        return found
+
+    def components(self, kind: str) -> dict[str, ComponentEntry]:
+        """Every registered component of one kind, by name."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown component kind {kind!r}; one of {sorted(KINDS)}")
+        return dict(self._collect()[kind])
+
+    def get(self, kind: str, name: str, *, where: str | None = None) -> Any:
+        """The entry for ``name``; a short name (``l2sp``) is completed (``strategy.l2sp``)."""
+        table = self.components(kind)
+        candidates = [name, _PREFIX.get(kind, "") + name]
+        for candidate in candidates:
+            if candidate in table:
+                return table[candidate]
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6)
+        close += [
+            n for n in difflib.get_close_matches(candidates[1], list(table), n=3) if n not in close
+        ]
+        label = kind.replace("_", " ")
+        hint = f"did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else None
+        available = ", ".join(sorted(table)) or "none installed"
+        raise UnknownComponentError(
+            f"unknown {label} {name!r}" + (f"; {hint}" if hint else ""),
+            where=where,
+            fix=f"installed: {available}" + ("" if close else "; install the plugin that has it"),
+        )
+
+    def records(self) -> list[PluginRecord]:
+        """Every plugin seen: active, disabled and failed."""
+        try:
+            self._collect()
+        except PluginConflictError:
+            pass
+        return list(self._records.values())
+
+    # -- the other hooks -----------------------------------------------------------
+    def infer_modality(self, column: pd.Series) -> str | None:
+        """Ask the plugins what modality a column holds."""
+        result: str | None = self.pm.hook.transfuse_infer_modality(column=column)
+        return result
+
+    def emit(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Tell every observer about an event; an observer's error never stops a run."""
+        for impl in self.pm.hook.transfuse_on_event.get_hookimpls():
+            try:
+                impl.function(event=event, payload=payload)
+            except Exception as exc:
+                if _strict():
+                    raise
+                import warnings
+
+                warnings.warn(
+                    f"plugin {impl.plugin_name!r} failed on event {event!r}: {exc}",
+                    stacklevel=2,
+                )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("transfuse")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+_DEFAULT: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, loaded on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = PluginManager()
+    return _DEFAULT
+
+
+def reset_plugin_manager(manager: PluginManager | None = None) -> None:
+    """Replace (or drop) the process-wide manager; for tests and long-lived programs."""
+    global _DEFAULT
+    _DEFAULT = manager
+
+
+def make_module(name: str, **hooks: Any) -> types.ModuleType:
+    """Build a plugin module from functions, for tests and notebooks."""
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookspecs.hookimpl(function))
+    return module
