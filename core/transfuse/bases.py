@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor, nn
 
 from transfuse.components import Options
@@ -64,10 +63,10 @@ class Encoder(nn.Module):
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         super().__init__()
-        self.options = options
+        self.options: Any = options  # the component's own options model
         self.device_manager = device
 
-    def fit(self, values: pd.Series | pd.DataFrame) -> None:  # noqa: B027 - optional hook
+    def fit(self, values: pd.Series | pd.DataFrame) -> None:
         """Learn from training rows only (vocabularies, scalers). Default: nothing."""
 
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
@@ -109,7 +108,7 @@ class Encoder(nn.Module):
         """JSON-able fitted state; the default save/load use this."""
         return {}
 
-    def load_fitted_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`fitted_state`; must create parameters with their final shapes."""
 
 
@@ -135,7 +134,7 @@ class Fusion(nn.Module):
         num_outputs: int,
     ) -> None:
         super().__init__()
-        self.options = options
+        self.options: Any = options  # the component's own options model
         self.device_manager = device
         self.input_dims = dict(input_dims)
         self.num_outputs = num_outputs
@@ -157,7 +156,7 @@ class Task:
     default_metric: str = "loss"
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
-        self.options = options
+        self.options: Any = options  # the component's own options model
         self.device_manager = device
 
     def fit(self, labels: pd.Series) -> None:
@@ -197,7 +196,7 @@ class Task:
         """JSON-able fitted state (classes, scale)."""
         return {}
 
-    def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`."""
 
 
@@ -208,7 +207,7 @@ class DataSource:
     target: str | None = None
 
     def __init__(self, options: Options) -> None:
-        self.options = options
+        self.options: Any = options  # the component's own options model
 
     def load(self) -> pd.DataFrame:
         """The whole table."""
@@ -239,7 +238,9 @@ class TransferReport:
     tensors: list[TensorFate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, name: str, fate: Fate, numel: int, source: str | None = None, note: str = "") -> None:
+    def add(
+        self, name: str, fate: Fate, numel: int, source: str | None = None, note: str = ""
+    ) -> None:
         """Record one tensor's fate."""
         self.tensors.append(TensorFate(name, fate, numel, source, note))
 
@@ -314,7 +315,7 @@ class TransferStrategy:
     """
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
-        self.options = options
+        self.options: Any = options  # the component's own options model
         self.device_manager = device
         self.context: TransferContext | None = None
 
@@ -323,25 +324,24 @@ class TransferStrategy:
         self.context = ctx
         return None
 
-    def param_groups(
-        self, model: nn.Module, groups: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    def param_groups(self, model: nn.Module, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Reshape the optimizer's parameter groups (each has ``params``, ``lr``, ``name``).
 
         Strategies compose: each receives the groups the previous one returned.
         """
         return groups
 
-    def extra_loss(self, batch: dict[str, Any], outputs: dict[str, Tensor], step: int) -> Tensor | None:
+    def extra_loss(
+        self, batch: dict[str, Any], outputs: dict[str, Tensor], step: int
+    ) -> Tensor | None:
         """A loss term added to the task loss (``outputs`` has ``logits`` and ``features``)."""
         return None
 
-    def on_epoch_start(self, epoch: int) -> None:  # noqa: B027 - optional hook
+    def on_epoch_start(self, epoch: int) -> None:
         """Called before each epoch (0-based)."""
 
-    def on_step_end(self, step: int) -> None:  # noqa: B027 - optional hook
+    def on_step_end(self, step: int) -> None:
         """Called after each optimizer step."""
 
-    def finalize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+    def finalize(self, model: nn.Module) -> None:
         """Called once after training (undo hooks, unfreeze...)."""
-

@@ -6,9 +6,8 @@ Only entries and options models live here (no torch): the implementations are in
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from transfuse.components import (
@@ -18,6 +17,9 @@ from transfuse.components import (
     TaskEntry,
 )
 from transfuse.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # -- tasks ------------------------------------------------------------------------------
 
@@ -161,6 +163,8 @@ def transfuse_data_sources() -> list[DataSourceEntry]:
 @hookimpl(trylast=True)
 def transfuse_infer_modality(column: pd.Series) -> str | None:
     """Last resort: numbers, booleans and short repeated strings are tabular."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return "tabular"
     values = column.dropna()

@@ -141,7 +141,7 @@ class TransferConfig(_Strict):
 
     from_: str | None = Field(default=None, alias="from", description="Source run directory.")
     strategies: list[str | dict[str, dict[str, Any] | None]] = Field(
-        default_factory=lambda: ["strategy.finetune"],
+        default_factory=lambda: list[str | dict[str, dict[str, Any] | None]](["strategy.finetune"]),
         description="Strategies in order: names, or {name: options} mappings.",
     )
     baseline: Literal["none", "scratch"] = "none"
@@ -215,9 +215,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror}", fix="check the path"
-        ) from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
     return parse_config(_yaml(text, str(path)), str(path))
 
 

@@ -8,6 +8,7 @@ distribution name. The core's own components register through the same hooks.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import types
@@ -111,26 +112,31 @@ class PluginManager:
                 continue  # the same distribution seen twice on sys.path
             seen.add((ep.name, dist_name))
             location = ep.value
+            name = ep.name if ep.name not in self._records else f"{ep.name}@{dist_name}"
             if ep.name in disabled or dist_name in disabled:
-                self._records[ep.name] = PluginRecord(
-                    ep.name, dist_name, version, "disabled", "TRANSFUSE_DISABLE_PLUGINS", location
+                self._records[name] = PluginRecord(
+                    name, dist_name, version, "disabled", "TRANSFUSE_DISABLE_PLUGINS", location
                 )
                 continue
             try:
                 module = ep.load()
+                self.register(module, name=name, distribution=dist_name, version=version)
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"
+                message = (
+                    exc.one_line()
+                    if isinstance(exc, PluginError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
                 if _strict():
                     raise PluginError(
                         f"plugin {ep.name!r} failed to import: {message}",
                         where=f"{dist_name} {version}",
                         fix="fix or uninstall it, or unset TRANSFUSE_STRICT_PLUGINS",
                     ) from exc
-                self._records[ep.name] = PluginRecord(
-                    ep.name, dist_name, version, "failed", message, location
+                self._records[name] = PluginRecord(
+                    name, dist_name, version, "failed", message, location
                 )
                 continue
-            self.register(module, name=ep.name, distribution=dist_name, version=version)
 
     def register(
         self,
@@ -146,7 +152,10 @@ class PluginManager:
             raise PluginError(f"a plugin named {name!r} is already registered")
         try:
             self.pm.register(plugin, name=name)
+            self.pm.check_pending()  # a misspelled hook name is an error, not ignored
         except pluggy.PluginValidationError as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
             raise PluginError(
                 f"plugin {name!r} does not match the hook specs: {exc}",
                 where=distribution or name,
@@ -169,8 +178,8 @@ class PluginManager:
         if self._components is not None:
             return self._components
         found: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in KINDS}
-        for record in self._records.values():
-            record.components = []
+        for rec in self._records.values():
+            rec.components = []
         for kind, hook_name in _HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):  # registration order
@@ -205,11 +214,11 @@ class PluginManager:
                     found[kind][entry.name] = entry
                     record.components.append(entry)
         # A plugin whose hook failed contributes nothing, not half of its components.
-        for record in self._records.values():
-            if record.status == "failed":
-                for entry in record.components:
+        for rec in self._records.values():
+            if rec.status == "failed":
+                for entry in rec.components:
                     found[entry.kind].pop(entry.name, None)
-                record.components = []
+                rec.components = []
         self._components = found
         return found
 
@@ -241,10 +250,8 @@ class PluginManager:
 
     def records(self) -> list[PluginRecord]:
         """Every plugin seen: active, disabled and failed."""
-        try:
+        with contextlib.suppress(PluginConflictError):  # listing still shows both
             self._collect()
-        except PluginConflictError:
-            pass
         return list(self._records.values())
 
     # -- the other hooks -----------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The ``transfuse`` command: listing plugins, validating configs, staying light."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transfuse.cli import main
+
+RAISES = "raise RuntimeError('broken plugin')\n"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "transfuse.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("transfuse ")
+
+
+def test_plugins_json_lists_the_core_as_active(capsys):
+    assert main(["plugins", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    core = next(r for r in records if r["distribution"] == "transfuse")
+    assert core["status"] == "active"
+    assert {"name": "fusion.attention", "kind": "fusion", "modality": None} in core["components"]
+    for record in records:
+        assert set(record) >= {"distribution", "version", "status", "error", "components"}
+
+
+def test_a_broken_plugin_is_listed_as_failed_and_the_command_still_succeeds(fake_dists):
+    site = fake_dists("broken-plugin", "broken_plugin", RAISES)
+    result = run("plugins", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    broken = next(r for r in records if r["distribution"] == "broken-plugin")
+    assert broken["status"] == "failed" and "broken plugin" in broken["error"]
+    assert any(r["distribution"] == "transfuse" and r["status"] == "active" for r in records)
+
+
+def test_config_validate_accepts_a_good_file(tmp_path, capsys):
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "name: ok\ntask: {type: binary, target: y}\n"
+        "inputs: {a: {column: x}}\nfusion: {method: fusion.gated}\n",
+        "utf-8",
+    )
+    assert main(["config", "validate", str(path)]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def test_config_validate_on_a_bad_file_exits_2_with_one_line_naming_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\ntask: {type: binary, target: y}\ninputs: {a: {column: x}}\n"
+        "train: {epochs: 0}\n",
+        "utf-8",
+    )
+    result = run("config", "validate", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.epochs" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_config_schema_prints_json_schema(capsys):
+    assert main(["config", "schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "PipelineConfig"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import transfuse", "from transfuse.cli import main; main(['plugins'])"],
+)
+def test_listing_imports_no_torch(code):
+    probe = f"import sys; {code}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_no_placeholder_commands():
+    from transfuse.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        assert command.get_default("func") or name == "config", f"{name} does nothing"
+
+
+def test_module_entry_point_runs():
+    assert Path(sys.executable).exists()
+    assert run("--version").returncode == 0
