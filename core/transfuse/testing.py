@@ -146,8 +146,9 @@ def check_encoder(
     fresh = fresh.to(device.device).eval()
     with torch.no_grad():
         restored = fresh(device.move(fresh.prepare(values)))
-    assert torch.allclose(out[torch.as_tensor(present)], restored[torch.as_tensor(present)],
-                          atol=1e-5), "outputs changed after saving and loading"
+    assert torch.allclose(
+        out[torch.as_tensor(present)], restored[torch.as_tensor(present)], atol=1e-5
+    ), "outputs changed after saving and loading"
     assert isinstance(encoder.cache_key(), str) and encoder.cache_key(), "cache_key is empty"
     return encoder
 
@@ -190,7 +191,9 @@ def check_fusion(
     return fusion
 
 
-def check_task(entry: TaskEntry, labels: pd.Series, *, options: Mapping[str, Any] | None = None) -> Any:
+def check_task(
+    entry: TaskEntry, labels: pd.Series, *, options: Mapping[str, Any] | None = None
+) -> Any:
     """Check a task: fit, encode, loss, scores and metrics on sample labels."""
     import torch
 
