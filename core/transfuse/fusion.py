@@ -1,0 +1,256 @@
+"""The built-in fusion modules: concat, gated, attention, low-rank and late fusion.
+
+Each takes the inputs' embeddings and a per-input presence mask and returns one vector
+per row. A modality a row lacks never influences that row's output (its embedding is
+zeroed or masked), and a row that lacks every modality still gets a finite output.
+In training mode ``modality_dropout`` hides present modalities at random, never all of
+a row's, so the model learns to cope with missing inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from transfuse.bases import Fusion
+from transfuse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transfuse.builtin import AttentionOptions, FusionOptions, LowRankOptions
+    from transfuse.device import DeviceManager
+
+__all__ = [
+    "AttentionFusion",
+    "ConcatFusion",
+    "GatedFusion",
+    "LateFusion",
+    "LowRankFusion",
+    "drop_modalities",
+    "projection",
+]
+
+
+def projection(in_dim: int, dim: int, dropout: float) -> nn.Sequential:
+    """One modality's projection to the shared width: linear, layer norm, GELU, dropout."""
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim), nn.GELU(), nn.Dropout(dropout))
+
+
+def drop_modalities(mask: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Hide each present modality of a row (``mask``: bool ``[B, M]``) with probability ``p``.
+
+    A row keeps at least one of its present modalities: where all would be dropped, one
+    of them, chosen at random, is kept. Missing modalities stay missing.
+    """
+    if p <= 0 or mask.shape[1] < 2:
+        return mask
+    noise = torch.rand(mask.shape, device=mask.device, generator=generator)
+    keep = mask & (noise >= p)
+    lost = mask.any(dim=1) & ~keep.any(dim=1)
+    if lost.any():
+        pick = torch.rand(mask.shape, device=mask.device, generator=generator)
+        pick = pick.masked_fill(~mask, -1.0).argmax(dim=1)
+        rescue = torch.zeros_like(mask)
+        rescue[torch.arange(len(mask), device=mask.device), pick] = True
+        keep = keep | (rescue & lost[:, None])
+    return keep
+
+
+class _MaskedFusion(Fusion):
+    """Shared plumbing: a fixed input order, the presence matrix, modality dropout."""
+
+    options: FusionOptions
+    proj: nn.ModuleDict  # input name -> projection to ``dim`` (built by the subclass)
+
+    def __init__(
+        self,
+        options: FusionOptions,
+        device: DeviceManager,
+        *,
+        input_dims: Mapping[str, int],
+        num_outputs: int,
+    ) -> None:
+        super().__init__(options, device, input_dims=input_dims, num_outputs=num_outputs)
+        if not self.input_dims:
+            raise ConfigError(
+                "a fusion module needs at least one input", where="inputs", fix="add an input"
+            )
+        self.names = list(self.input_dims)
+        self.output_dim = options.dim
+
+    def presence(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Bool ``[B, M]`` in input order, after modality dropout when training.
+
+        An input absent from ``present`` counts as present in every row.
+        """
+        first = embeddings[self.names[0]]
+        rows = first.shape[0]
+        columns = [
+            present[name].to(device=first.device, dtype=torch.bool).reshape(rows)
+            if name in present
+            else torch.ones(rows, dtype=torch.bool, device=first.device)
+            for name in self.names
+        ]
+        mask = torch.stack(columns, dim=1)
+        if self.training:
+            mask = drop_modalities(mask, self.options.modality_dropout)
+        return mask
+
+    def masked(self, embeddings: Mapping[str, Tensor], mask: Tensor) -> list[Tensor]:
+        """Each input's embedding with the rows that lack it set to zero (in input order)."""
+        return [
+            torch.where(mask[:, i, None], embeddings[name], embeddings[name].new_zeros(()))
+            for i, name in enumerate(self.names)
+        ]
+
+    def projected(self, embeddings: Mapping[str, Tensor], mask: Tensor) -> Tensor:
+        """Each input projected to ``dim``, zero where missing: ``[B, M, dim]``."""
+        out = [self.proj[name](x) for name, x in zip(self.names, self.masked(embeddings, mask))]
+        stacked = torch.stack(out, dim=1)
+        return stacked * mask[:, :, None].to(stacked.dtype)
+
+
+class ConcatFusion(_MaskedFusion):
+    """Concatenate the projected embeddings (zeros where missing) and the presence flags,
+    then an MLP to ``dim``."""
+
+    def __init__(self, options: FusionOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, m = options.dim, options.dropout, len(self.names)
+        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
+        self.mlp = nn.Sequential(
+            nn.Linear(m * dim + m, dim), nn.GELU(), nn.Dropout(p), nn.Linear(dim, dim)
+        )
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, dim]``."""
+        mask = self.presence(embeddings, present)
+        h = self.projected(embeddings, mask)
+        flags = mask.to(h.dtype)
+        return self.mlp(torch.cat([h.flatten(1), flags], dim=1))
+
+
+class GatedFusion(_MaskedFusion):
+    """Projected embeddings weighed by gates computed from all of them (a gated multimodal
+    unit): per feature, a softmax over the row's present modalities."""
+
+    def __init__(self, options: FusionOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, m = options.dim, options.dropout, len(self.names)
+        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
+        self.gate = nn.Linear(m * dim + m, m * dim)
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, dim]``: the gate-weighted sum of the present modalities."""
+        mask = self.presence(embeddings, present)
+        h = self.projected(embeddings, mask)
+        rows, m, dim = h.shape
+        scores = self.gate(torch.cat([h.flatten(1), mask.to(h.dtype)], dim=1)).view(rows, m, dim)
+        # Rows with no modality at all get uniform gates over zeros: a zero vector.
+        allowed = (mask | ~mask.any(dim=1, keepdim=True))[:, :, None]
+        scores = scores.float().masked_fill(~allowed, float("-inf"))
+        gates = torch.softmax(scores, dim=1).to(h.dtype)
+        return (gates * h).sum(dim=1)
+
+
+class AttentionFusion(_MaskedFusion):
+    """A transformer over one token per modality (projection + learned modality embedding)
+    and a learned summary token; missing modalities are padding, the output is the
+    summary token."""
+
+    options: AttentionOptions
+
+    def __init__(self, options: AttentionOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, m = options.dim, options.dropout, len(self.names)
+        if dim % options.heads:
+            raise ConfigError(
+                f"dim {dim} is not divisible by heads {options.heads}",
+                where="fusion.options",
+                fix="pick a dim that is a multiple of heads",
+            )
+        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
+        self.modality = nn.Parameter(torch.randn(m, dim) * 0.02)
+        self.summary = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim,
+            options.heads,
+            dim_feedforward=2 * dim,
+            dropout=p,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, options.layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        )
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, dim]``: the summary token after attending to the present modalities."""
+        mask = self.presence(embeddings, present)
+        tokens = self.projected(embeddings, mask) + self.modality
+        summary = self.summary.expand(len(tokens), -1, -1).to(tokens.dtype)
+        sequence = torch.cat([summary, tokens], dim=1)
+        padding = torch.cat([torch.zeros_like(mask[:, :1]), ~mask], dim=1)
+        return self.encoder(sequence, src_key_padding_mask=padding)[:, 0]
+
+
+class LowRankFusion(_MaskedFusion):
+    """Low-rank multimodal fusion (Liu et al. 2018): per modality, ``[h, 1]`` times rank-r
+    factors; the factors' outputs are multiplied across modalities and summed over rank.
+
+    A missing modality is ``[0, 1]``, so it contributes only its factors' last ("1") row.
+    That row starts at one, which makes a missing modality a neutral factor at first.
+    """
+
+    options: LowRankOptions
+
+    def __init__(self, options: LowRankOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, r = options.dim, options.dropout, options.rank
+        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
+        factors = torch.randn(len(self.names), r, dim + 1, dim) / (dim + 1) ** 0.5
+        factors[:, :, -1, :] = 1.0 + 0.1 * torch.randn(len(self.names), r, dim)
+        self.factors = nn.Parameter(factors)
+        self.rank_weights = nn.Parameter(torch.full((1, r), 1.0 / r))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, dim]``: ``sum_r w_r * prod_m ([h_m, 1] @ W_m,r) + b``."""
+        mask = self.presence(embeddings, present)
+        h = self.projected(embeddings, mask)
+        ones = torch.ones_like(h[:, :, :1])
+        z = torch.cat([h, ones], dim=2)  # [B, M, dim + 1]
+        per_modality = torch.einsum("bmi,mrio->bmro", z, self.factors.to(z.dtype))
+        product = per_modality.prod(dim=1)  # [B, r, dim]
+        return torch.einsum("xr,bro->bo", self.rank_weights.to(z.dtype), product) + self.bias
+
+
+class LateFusion(_MaskedFusion):
+    """A small head per modality; their logits are averaged over the row's present
+    modalities (a learned bias alone for a row with none). Produces the logits itself."""
+
+    produces_logits = True
+
+    def __init__(self, options: FusionOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, k = options.dim, options.dropout, self.num_outputs
+        self.heads = nn.ModuleDict(
+            {
+                n: nn.Sequential(projection(d, dim, p), nn.Linear(dim, k))
+                for n, d in self.input_dims.items()
+            }
+        )
+        self.bias = nn.Parameter(torch.zeros(k))
+        self.output_dim = k
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, num_outputs]`` logits."""
+        mask = self.presence(embeddings, present)
+        x = self.masked(embeddings, mask)
+        logits = torch.stack([self.heads[n](v) for n, v in zip(self.names, x)], dim=1)
+        weights = mask.to(logits.dtype)[:, :, None]
+        count = weights.sum(dim=1).clamp(min=1.0)
+        return (logits * weights).sum(dim=1) / count + self.bias
