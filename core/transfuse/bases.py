@@ -67,7 +67,15 @@ class Encoder(nn.Module):
         self.device_manager = device
 
     def fit(self, values: pd.Series | pd.DataFrame) -> None:
-        """Learn from training rows only (vocabularies, scalers). Default: nothing."""
+        """Learn from training rows only (vocabularies, scalers). Default: nothing.
+
+        Supervised encoders (``tabular.gbdt`` fits a LightGBM model) may extend the
+        signature additively: when ``fit`` accepts ``target``, the runtime calls
+        ``fit(values, target=labels)`` with the training rows' raw labels (a Series), and
+        when it also accepts ``valid``, ``fit(values, target=..., valid=(values_val,
+        labels_val))`` with the validation rows (for early stopping). Test for the keyword
+        with ``inspect.signature(encoder.fit).parameters``.
+        """
 
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
         """A boolean array, true where the row's value is missing."""
@@ -313,6 +321,10 @@ class TransferStrategy:
     trains; ``finalize`` at the end. Every method has a do-nothing default, so a strategy
     overrides only what it needs.
     """
+
+    #: True when ``prepare`` loads the source's weights into the target (layer-map does);
+    #: the transfer workflow puts ``strategy.layer-map`` first when no strategy does.
+    copies_weights: bool = False
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         self.options: Any = options  # the component's own options model

@@ -138,6 +138,8 @@ def check_encoder(
         )
         encoder.zero_grad()
         encoder.eval()
+        with torch.no_grad():  # training mode may have moved batch-norm statistics
+            out = encoder(device.move(batch))
     with tempfile.TemporaryDirectory() as tmp:
         encoder.save_fitted(Path(tmp))
         fresh = _build(entry, options, device)
@@ -214,14 +216,25 @@ def check_task(
     return task
 
 
-def check_strategy(entry: StrategyEntry, *, options: Mapping[str, Any] | None = None) -> Any:
-    """Check a strategy builds from its options and its hooks accept the trainer's calls."""
+def check_strategy(
+    entry: StrategyEntry,
+    *,
+    options: Mapping[str, Any] | None = None,
+    context: Any = None,
+) -> Any:
+    """Check a strategy builds from its options and its hooks accept the trainer's calls.
+
+    ``context`` (a :class:`~transfuse.bases.TransferContext`) replaces the two tiny
+    stand-in models, for strategies that need real data (``batches``, ``unlabeled``); with
+    one that has ``batches``, ``extra_loss`` gets a real batch and its outputs. The
+    optimizer groups a strategy returns must still hold every parameter exactly once.
+    """
     import torch
     from torch import nn
 
     from transfuse.bases import TransferContext, TransferReport, TransferStrategy
 
-    device = cpu_device()
+    device = context.device if context is not None else cpu_device()
     strategy = _build(entry, options, device)
     assert isinstance(strategy, TransferStrategy), f"{entry.name} is not a TransferStrategy"
 
@@ -234,17 +247,32 @@ def check_strategy(entry: StrategyEntry, *, options: Mapping[str, Any] | None = 
 
     import pandas as pd
 
-    source, target = model(), model()
-    ctx = TransferContext(source, target, device, pd.DataFrame({"x": [1.0, 2.0]}))
+    if context is None:
+        context = TransferContext(model(), model(), device, pd.DataFrame({"x": [1.0, 2.0]}))
+    ctx = context
+    target = ctx.target_model
     report = strategy.prepare(ctx)
     assert report is None or isinstance(report, TransferReport)
-    groups = [{"name": "default", "params": list(target.parameters()), "lr": 1e-3}]
+    params = [p for p in target.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"name": "default", "params": list(params), "lr": 1e-3}]
     groups = strategy.param_groups(target, groups)
-    assert isinstance(groups, list) and all("params" in g for g in groups)
+    assert isinstance(groups, list) and all("params" in g and "lr" in g for g in groups)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert len(seen) == len(set(seen)), "param_groups put a parameter in two groups"
+    assert {id(p) for p in params} <= set(seen), "param_groups lost parameters"
     strategy.on_epoch_start(0)
-    out = {"logits": torch.zeros(2, 1), "features": torch.zeros(2, 8)}
-    extra = strategy.extra_loss({}, out, 0)
+    if ctx.batches is not None:
+        batch = next(iter(ctx.batches(ctx.target_data, 4)))
+        out = target(batch)
+    else:
+        batch = {}
+        out = {"logits": torch.zeros(2, 1), "features": torch.zeros(2, 8)}
+    extra = strategy.extra_loss(batch, out, 0)
     assert extra is None or (isinstance(extra, torch.Tensor) and extra.ndim == 0)
+    if extra is not None:
+        assert torch.isfinite(extra), "extra_loss is not finite"
+        if extra.requires_grad:
+            extra.backward()
     strategy.on_step_end(0)
     strategy.finalize(target)
     return strategy
