@@ -1,0 +1,54 @@
+"""transfuse-text: text encoders (sentence-transformers models, a hashed bag of words).
+
+Importing this module is light: it registers entries whose factories are lazy strings, so
+torch and sentence-transformers load only when an encoder is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from transfuse import EncoderEntry, hookimpl
+from transfuse_text.options import BagOfWordsOptions, SentenceTransformerOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BagOfWordsOptions",
+    "SentenceTransformerOptions",
+    "transfuse_encoders",
+    "transfuse_infer_modality",
+]
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def transfuse_encoders() -> list[EncoderEntry]:
+    """The text encoders."""
+    return [
+        EncoderEntry(
+            name="text.sentence-transformer",
+            modality="text",
+            factory="transfuse_text.sentence:SentenceTransformerEncoder",
+            options=SentenceTransformerOptions,
+            description="A sentence-transformers model from a local folder "
+            "(default: the packaged all-MiniLM-L6-v2, 384 dims).",
+        ),
+        EncoderEntry(
+            name="text.bag-of-words",
+            modality="text",
+            factory="transfuse_text.bow:BagOfWordsEncoder",
+            options=BagOfWordsOptions,
+            description="A trainable hashed-token EmbeddingBag; no pretrained model needed.",
+        ),
+    ]
+
+
+@hookimpl
+def transfuse_infer_modality(column: pd.Series) -> str | None:
+    """Free-text string columns are text (not IDs, dates, categories or file paths)."""
+    from transfuse_text.infer import looks_like_free_text
+
+    return "text" if looks_like_free_text(column) else None
