@@ -1,4 +1,4 @@
-"""The commands that run models: train, evaluate, predict, transfer.
+"""The commands that run models: train, evaluate, predict.
 
 Kept apart from :mod:`transfuse.cli` so the parser stays small; each command imports the
 runtime (torch) only when it runs.
@@ -7,11 +7,177 @@ runtime (torch) only when it runs.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands"]
+from transfuse.errors import CheckpointError, ConfigError, DataError
+
+__all__ = ["add_commands", "checkpoint_dir", "read_rows", "write_rows"]
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where ``train --out OUT`` keeps its checkpoint until the run is saved."""
+    out = out.expanduser().absolute()
+    return out.parent / f".{out.name}.checkpoint"
+
+
+def read_rows(path: str | Path, where: str = "--data") -> Any:
+    """A CSV or parquet file as a DataFrame (relative file paths in it made absolute)."""
+    from transfuse.data import read_table
+    from transfuse.plugins import get_plugin_manager
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError("no such file", where=f"{where} {file}", fix="check the path")
+    return read_table(None, str(file), {}, get_plugin_manager(), where=where)
+
+
+def write_rows(frame: Any, path: Path) -> None:
+    """Write a DataFrame as CSV or parquet (by suffix), atomically."""
+    import uuid
+
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".parquet", ".pq"}:
+        raise DataError(
+            f"cannot tell the format of {path.name!r}", where="--out", fix="use .csv or .parquet"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from transfuse.config import load_pipeline
+    from transfuse.pipeline import Pipeline
+    from transfuse.runs import check_destination
+
+    config = load_pipeline(args.pipeline)
+    if config.transfer is not None:
+        raise ConfigError(
+            "this pipeline has a transfer: section and trains from its source run",
+            where=args.pipeline,
+            fix="run `transfuse transfer PIPELINE --out DIR`, or drop the transfer: section",
+        )
+    train_updates: dict[str, Any] = {}
+    if args.device:
+        train_updates["device"] = args.device
+    if args.epochs:
+        train_updates["epochs"] = args.epochs
+    if train_updates:
+        config = config.model_copy(update={"train": config.train.model_copy(update=train_updates)})
+    base_dir = Path(args.pipeline).parent if Path(args.pipeline).is_file() else None
+    if args.data:
+        file = Path(args.data).expanduser()
+        if not file.is_file():
+            raise DataError("no such file", where=f"--data {file}", fix="check the path")
+        data = config.data.model_copy(update={"path": str(file.absolute()), "source": None})
+        config = config.model_copy(update={"data": data})
+    out = Path(args.out)
+    check_destination(out)
+    ckpt = checkpoint_dir(out)
+    if args.resume and not (ckpt / "checkpoint" / "state.json").is_file():
+        raise CheckpointError(
+            "there is no checkpoint to resume",
+            where=str(ckpt),
+            fix="train without --resume",
+        )
+    if not args.resume and ckpt.exists():
+        print(
+            f"transfuse: starting afresh; replacing the checkpoint in {ckpt} "
+            "(use --resume to continue it)",
+            file=sys.stderr,
+        )
+        shutil.rmtree(ckpt)
+    pipeline = Pipeline(config, base_dir=base_dir)
+    pipeline.fit(checkpoint_dir=ckpt, resume=args.resume)
+    path = pipeline.save(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    metrics = pipeline.metrics
+    metric = metrics.get("metric", "loss")
+    parts = [
+        f"{split} {metric} {metrics[split][metric]:.4f}"
+        for split in ("validation", "test")
+        if metric in metrics.get(split, {})
+    ]
+    print(
+        f"trained {config.name}: {', '.join(parts)} "
+        f"(best epoch {metrics.get('best_epoch', 0) + 1}) -> {path}"
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import transfuse
+
+    pipeline = transfuse.load(args.run, device=args.device)
+    metrics = pipeline.evaluate(read_rows(args.data))
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for name, value in sorted(metrics.items()):
+            print(f"{name:<12} {value:.4f}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import transfuse
+
+    data, out = Path(args.data).expanduser(), Path(args.out).expanduser()
+    if out.exists() and data.exists() and out.resolve() == data.resolve():
+        raise DataError(
+            "refusing to overwrite the input file with predictions",
+            where=f"--out {out}",
+            fix="give another output file",
+        )
+    pipeline = transfuse.load(args.run, device=args.device)
+    frame = read_rows(data)
+    scores = pipeline.predict(frame)
+    keep = args.keep or ([pipeline.config.data.key] if pipeline.config.data.key else [])
+    missing = [c for c in keep if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"column {missing[0]!r} is not in the data",
+            where="--keep",
+            fix=f"the file has: {', '.join(map(str, frame.columns))}",
+        )
+    result = scores if not keep else frame[keep].join(scores)
+    write_rows(result.reset_index(drop=True), out)
+    print(f"wrote {len(result)} rows ({', '.join(scores.columns)}) to {out}")
+    return 0
 
 
 def add_commands(sub: Any) -> None:
     """Add the runtime commands to the ``transfuse`` parser."""
-    _ = (sub, argparse)
+    p = sub.add_parser("train", help="train a pipeline and write a run directory")
+    p.add_argument("pipeline", help="a YAML pipeline file or a preset name")
+    p.add_argument("--out", required=True, help="the run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--data", help="train on this CSV or parquet file instead of data:")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
+    p.add_argument("--epochs", type=int, help="overrides train.epochs")
+    p.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a trained run on labelled rows")
+    e.add_argument("run", help="a run directory written by `transfuse train`")
+    e.add_argument("--data", required=True, help="a CSV or parquet file with the label column")
+    e.add_argument("--device", help="where to compute (default: the run's train.device)")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.set_defaults(func=_cmd_evaluate)
+
+    r = sub.add_parser("predict", help="score new rows with a trained run")
+    r.add_argument("run", help="a run directory written by `transfuse train`")
+    r.add_argument("--data", required=True, help="a CSV or parquet file of rows to score")
+    r.add_argument("--out", required=True, help="where to write the scores (.csv or .parquet)")
+    r.add_argument("--keep", nargs="*", default=None, help="input columns to copy to the output")
+    r.add_argument("--device", help="where to compute (default: the run's train.device)")
+    r.set_defaults(func=_cmd_predict)

@@ -1,0 +1,287 @@
+"""Turning a pandas DataFrame into batches per input.
+
+Reading: :func:`load_frame` (from :mod:`transfuse.tables`) loads the table that
+``config.data`` names, keeps the ``where`` rows and joins the ``data.join`` tables by key.
+Checking: :func:`check_columns` names a missing column and the config key. Splitting:
+:func:`split_frame` holds out the test rows (stratified for classification, seeded), drops
+unlabelled rows, applies ``label_budget`` and takes a stratified validation split from the
+training rows only. Batching: :class:`FrameBatches` calls each encoder's ``prepare`` on a
+batch of rows, builds the ``present`` masks and, for frozen encoders, reads the embedding
+cache instead of running the encoder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from transfuse.errors import DataError
+from transfuse.tables import load_frame, need_columns, read_table
+
+if TYPE_CHECKING:
+    from transfuse.bases import Encoder, Task
+    from transfuse.cache import FrozenEmbedder
+    from transfuse.config import PipelineConfig
+    from transfuse.device import DeviceManager
+
+__all__ = [
+    "FrameBatches",
+    "Splits",
+    "cache_stats",
+    "check_columns",
+    "input_values",
+    "load_frame",
+    "read_table",
+    "split_frame",
+]
+
+
+# -- checking ---------------------------------------------------------------------------
+
+
+def check_columns(frame: pd.DataFrame, config: PipelineConfig, *, target: bool = True) -> None:
+    """Every input column (and the target, when asked) exists; else a DataError naming it."""
+    if target:
+        need_columns(frame, [config.task.target], "task.target")
+    for name, spec in config.inputs.items():
+        key = f"inputs.{name}.column" + ("s" if spec.columns is not None else "")
+        need_columns(frame, spec.column_list, key)
+
+
+def input_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series | pd.DataFrame:
+    """What an encoder sees: a Series for one column, a DataFrame for several."""
+    return frame[columns[0]] if len(columns) == 1 else frame[columns]
+
+
+# -- splitting --------------------------------------------------------------------------
+
+
+@dataclass
+class Splits:
+    """Training, validation and test rows; rows without a label are kept apart."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame | None = None
+    unlabeled: pd.DataFrame | None = None
+
+    def sizes(self) -> dict[str, int]:
+        """Row counts per split."""
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": 0 if self.test is None else len(self.test),
+            "unlabeled": 0 if self.unlabeled is None else len(self.unlabeled),
+        }
+
+
+def _stratify(labels: pd.Series, classify: bool, n_holdout: int) -> pd.Series | None:
+    if not classify:
+        return None
+    counts = labels.value_counts()
+    if len(counts) < 2 or counts.min() < 2 or n_holdout < len(counts):
+        return None
+    if len(labels) - n_holdout < len(counts):
+        return None
+    return labels
+
+
+def _holdout(
+    frame: pd.DataFrame, size: float | int, target: str, classify: bool, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    n = len(frame)
+    n_holdout = int(np.ceil(size * n)) if isinstance(size, float) else int(size)
+    if n_holdout < 1 or n - n_holdout < 1:
+        raise DataError(
+            f"{n} labelled rows are too few to hold out {size}",
+            where=f"task.target {target!r}",
+            fix="give more rows or lower data.test_size / data.validation_size",
+        )
+    strat = _stratify(frame[target], classify, n_holdout)
+    keep, held = train_test_split(
+        frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=strat
+    )
+    return keep, held
+
+
+def split_frame(
+    frame: pd.DataFrame,
+    config: PipelineConfig,
+    *,
+    test: pd.DataFrame | None = None,
+    classify: bool = True,
+) -> Splits:
+    """Split rows: test (unless given), label budget, then validation from training rows.
+
+    The test rows are held out first and never influence a choice made afterwards.
+    """
+    target = config.task.target
+    data = config.data
+    seed = config.train.seed
+    need_columns(frame, [target], "task.target")
+    unlabeled_mask = frame[target].isna()
+    unlabeled = frame[unlabeled_mask] if unlabeled_mask.any() else None
+    if unlabeled is not None:
+        warnings.warn(
+            f"{int(unlabeled_mask.sum())} rows have no {target!r} label; they are left out "
+            "of training and evaluation",
+            stacklevel=2,
+        )
+    labelled = frame[~unlabeled_mask]
+    if test is None and data.test_size > 0:
+        labelled, test = _holdout(labelled, data.test_size, target, classify, seed)
+    elif test is not None:
+        need_columns(test, [target], "task.target")
+        test = test[test[target].notna()]
+    if data.label_budget is not None and len(labelled) > data.label_budget:
+        _, labelled = _holdout(labelled, data.label_budget, target, classify, seed + 1)
+    train, validation = _holdout(labelled, data.validation_size, target, classify, seed + 2)
+    return Splits(train=train, validation=validation, test=test, unlabeled=unlabeled)
+
+
+# -- batching ---------------------------------------------------------------------------
+
+
+@dataclass
+class InputPlan:
+    """One model input as the data path sees it."""
+
+    name: str
+    columns: list[str]
+    encoder: Encoder
+    embedder: FrozenEmbedder | None = None
+
+
+class _RowsDataset:
+    """A map-style dataset whose items are whole batches: ``dataset[list_of_positions]``."""
+
+    def __init__(self, owner: FrameBatches) -> None:
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return len(self.owner.frame)
+
+    def __getitem__(self, positions: list[int]) -> dict[str, Any]:
+        return self.owner.host_batch(np.asarray(positions, dtype=np.int64))
+
+
+class FrameBatches:
+    """The batches of one DataFrame for a model's inputs, ready for the device.
+
+    A batch is ``{"inputs": {name: prepared}, "present": {name: bool[B]}, "target": ...,
+    "index": long[B]}``; ``index`` gives the rows' positions in ``frame``. A frozen input's
+    batch is ``{"embedding": [B, D]}``, read from the cache or computed once.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        inputs: list[InputPlan],
+        device: DeviceManager,
+        *,
+        task: Task | None = None,
+        target: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ) -> None:
+        self.frame = frame
+        self.inputs = inputs
+        self.device = device
+        self.task = task
+        self.target = target if target is not None and target in frame.columns else None
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._keys: dict[str, np.ndarray] = {}
+        for plan in inputs:
+            if plan.embedder is not None:
+                from transfuse.cache import row_keys
+
+                self._keys[plan.name] = row_keys(input_values(frame, plan.columns))
+
+    def __len__(self) -> int:
+        """Number of batches per pass."""
+        return -(-len(self.frame) // self.batch_size)
+
+    def host_batch(self, positions: np.ndarray) -> dict[str, Any]:
+        """Prepare the rows at ``positions`` on the host (runs in loader workers)."""
+        import torch
+
+        rows = self.frame.iloc[positions]
+        inputs: dict[str, Any] = {}
+        present: dict[str, torch.Tensor] = {}
+        for plan in self.inputs:
+            values = input_values(rows, plan.columns)
+            if plan.encoder.handles_missing:
+                present[plan.name] = torch.ones(len(rows), dtype=torch.bool)
+            else:
+                missing = np.asarray(plan.encoder.missing(values), dtype=bool)
+                present[plan.name] = torch.from_numpy(~missing)
+            if plan.embedder is not None:
+                inputs[plan.name] = {"rows": torch.from_numpy(positions)}
+            else:
+                inputs[plan.name] = plan.encoder.prepare(values)
+        batch: dict[str, Any] = {
+            "inputs": inputs,
+            "present": present,
+            "index": torch.from_numpy(positions),
+        }
+        if self.task is not None and self.target is not None:
+            batch["target"] = self.task.encode(rows[self.target])
+        return batch
+
+    def _resolve_frozen(self, batch: dict[str, Any]) -> dict[str, Any]:
+        for plan in self.inputs:
+            if plan.embedder is None:
+                continue
+            positions = batch["inputs"][plan.name]["rows"].numpy()
+            values = input_values(self.frame.iloc[positions], plan.columns)
+            emb = plan.embedder.embed(values, self._keys[plan.name][positions])
+            batch["inputs"][plan.name] = {"embedding": emb}
+        return batch
+
+    def batches(self, *, shuffle: bool = False, seed: int = 0) -> Iterator[dict[str, Any]]:
+        """One pass over the rows as device batches (shuffled by ``seed`` when asked)."""
+        import torch
+        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+        if shuffle:
+            gen = torch.Generator()
+            gen.manual_seed(seed)
+            sampler: Any = RandomSampler(range(len(self.frame)), generator=gen)
+        else:
+            sampler = SequentialSampler(range(len(self.frame)))
+        loader: Any = DataLoader(
+            _RowsDataset(self),  # type: ignore[arg-type]
+            sampler=BatchSampler(sampler, self.batch_size, drop_last=False),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+        try:
+            for host in loader:
+                yield self.device.move(self._resolve_frozen(host))
+        finally:
+            for plan in self.inputs:
+                if plan.embedder is not None:
+                    plan.embedder.cache.flush()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.batches()
+
+    def labels(self) -> pd.Series:
+        """The target column of these rows (for metrics)."""
+        if self.target is None:
+            raise DataError("these rows have no label column", where="task.target")
+        return self.frame[self.target]
+
+
+def cache_stats(inputs: list[InputPlan]) -> dict[str, dict[str, int]]:
+    """Hits and misses so far per frozen input."""
+    return {p.name: p.embedder.cache.stats() for p in inputs if p.embedder is not None}

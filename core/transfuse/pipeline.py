@@ -1,0 +1,438 @@
+"""The Python API: ``Pipeline.from_yaml(path).fit(df)``, ``.predict(df)``, ``.save(dir)``
+and ``transfuse.load(dir)``.
+
+A pipeline ties the runtime together: it loads and splits the data, builds and fits the
+encoders on the training rows, builds the model, trains it (optionally with transfer
+strategies), evaluates it on the held-out rows, measures each input's importance on the
+validation rows, and writes or reads a run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from transfuse.config import PipelineConfig, dump_yaml, load_pipeline, parse_config, resolve
+from transfuse.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from transfuse.bases import Encoder, Task, TransferReport, TransferStrategy
+    from transfuse.data import FrameBatches, InputPlan, Splits
+    from transfuse.device import DeviceManager
+    from transfuse.model import FusionModel
+    from transfuse.plugins import PluginManager
+    from transfuse.train import TrainResult
+
+__all__ = ["Pipeline", "load"]
+
+InitHook = Callable[["Pipeline", "FusionModel", "Splits"], "Sequence[TransferReport] | None"]
+
+
+class Pipeline:
+    """A pipeline config plus, once fitted or loaded, its model, task and metrics."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        manager: PluginManager | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
+        from transfuse.plugins import get_plugin_manager
+
+        self.config = config
+        self.manager = manager or get_plugin_manager()
+        self.base_dir = base_dir
+        self.device: DeviceManager | None = None
+        self.model: FusionModel | None = None
+        self.task: Task | None = None
+        self.plans: list[InputPlan] = []
+        self.splits: Splits | None = None
+        self.result: TrainResult | None = None
+        self.metrics: dict[str, Any] = {}
+        self.importance: dict[str, dict[str, float]] = {}
+        self.transfer_reports: list[TransferReport] = []
+        self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path, *, manager: PluginManager | None = None) -> Pipeline:
+        """A pipeline from a YAML file (or a preset name registered by a plugin)."""
+        config = load_pipeline(path, manager)
+        base = Path(path).parent if Path(path).is_file() else None
+        return cls(config, manager=manager, base_dir=base)
+
+    @classmethod
+    def from_config(
+        cls, config: PipelineConfig | Mapping[str, Any], *, manager: PluginManager | None = None
+    ) -> Pipeline:
+        """A pipeline from a config object or a plain mapping."""
+        if not isinstance(config, PipelineConfig):
+            config = parse_config(dict(config))
+        return cls(config, manager=manager)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the pipeline has a trained (or loaded) model."""
+        return self.model is not None
+
+    def _make_device(self, device: str | None = None) -> DeviceManager:
+        from transfuse.device import DeviceManager
+
+        train = self.config.train
+        return DeviceManager(
+            device or train.device, train.precision, seed=train.seed, compile=train.compile
+        )
+
+    def load_data(self) -> pd.DataFrame:
+        """The table ``config.data`` names (source or path, ``where``, joins)."""
+        from transfuse.data import load_frame
+
+        return load_frame(self.config.data, self.manager, base_dir=self.base_dir)
+
+    # -- fitting ---------------------------------------------------------------------
+    def fit(
+        self,
+        df: pd.DataFrame | None = None,
+        test: pd.DataFrame | None = None,
+        *,
+        strategies: Sequence[TransferStrategy] = (),
+        init: InitHook | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Pipeline:
+        """Train on ``df`` (or the config's data); ``test`` replaces the held-out split.
+
+        ``init(pipeline, model, splits)`` runs after the model is built and before the
+        optimizer exists (the transfer workflow copies source weights there and returns
+        the strategies' reports); ``strategies`` then shape the optimizer and the loss.
+        With ``checkpoint_dir`` a checkpoint is written after every epoch; ``resume``
+        continues from it.
+        """
+        from transfuse.data import check_columns, split_frame
+        from transfuse.model import FusionModel, build_fusion, build_task, infer_encoders
+        from transfuse.train import Trainer
+
+        resolve(self.config, self.manager)
+        frame = self.load_data() if df is None else df
+        check_columns(frame, self.config)
+        if test is not None:
+            check_columns(test, self.config)
+        self.device = device = self._make_device()
+        self.config = config = infer_encoders(self.config, frame, self.manager)
+        task = build_task(config, self.manager, device)
+        target = config.task.target
+        classify = self.manager.get("task", config.task.type).name != "regression"
+        splits = split_frame(frame, config, test=test, classify=classify)
+        task.fit(splits.train[target])
+        self.task, self.splits = task, splits
+        ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        encoders = self._fit_encoders(splits.train, ckpt, resume)
+        fusion = build_fusion(config, encoders, task.num_outputs, self.manager, device)
+        model = FusionModel(encoders, fusion, task.num_outputs).to(device.device)
+        self.model = model
+        self.plans = self._plans(model)
+        if init is not None:
+            self.transfer_reports = list(init(self, model, splits) or [])
+        batch = config.train.batch_size
+        train_data = self.frame_batches(splits.train, labelled=True, batch_size=batch)
+        val_data = self.frame_batches(splits.validation, labelled=True, batch_size=batch)
+        trainer = Trainer(
+            model,
+            task,
+            config.train,
+            device,
+            self.manager,
+            strategies=strategies,
+            checkpoint_dir=ckpt / "checkpoint" if ckpt is not None else None,
+            fingerprint=self._fingerprint(splits),
+        )
+        self.result = result = trainer.fit(train_data, val_data, resume=resume)
+        self._evaluate_splits(val_data, result.metric)
+        return self
+
+    def _fit_encoders(
+        self, train: pd.DataFrame, ckpt: Path | None, resume: bool
+    ) -> dict[str, Encoder]:
+        """Build every encoder; fit it on the training rows (or restore it on resume)."""
+        from transfuse.model import build_encoder, fit_encoder
+
+        assert self.device is not None
+        encoders: dict[str, Encoder] = {}
+        for name, spec in self.config.inputs.items():
+            encoder = build_encoder(self.config, name, self.manager, self.device)
+            state_dir = ckpt / "encoders" / name if ckpt is not None else None
+            if resume and state_dir is not None and state_dir.is_dir():
+                encoder.load_fitted(state_dir)
+            else:
+                fit_encoder(encoder, train, spec.column_list)
+                if state_dir is not None:
+                    state_dir.mkdir(parents=True, exist_ok=True)
+                    encoder.save_fitted(state_dir)
+            encoders[name] = encoder
+        return encoders
+
+    def _plans(self, model: FusionModel) -> list[InputPlan]:
+        from transfuse.cache import FrozenEmbedder
+        from transfuse.data import InputPlan
+
+        assert self.device is not None
+        plans = []
+        for name, encoder in model.inputs.items():
+            embedder = None
+            if getattr(encoder, "frozen", False):
+                embedder = FrozenEmbedder.for_encoder(encoder, self.device)  # type: ignore[arg-type]
+            columns = self.config.inputs[name].column_list
+            plans.append(InputPlan(name, columns, encoder, embedder))  # type: ignore[arg-type]
+        return plans
+
+    def _fingerprint(self, splits: Splits) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: the config (bar where and how it
+        runs) and the training and validation rows."""
+        config = self.config.to_dict()
+        for key in ("device", "progress", "num_workers"):
+            config["train"].pop(key, None)
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+        for part in (splits.train, splits.validation):
+            try:
+                hashed = pd.util.hash_pandas_object(part, index=True)
+            except TypeError:  # unhashable cells (event lists): the index and label only
+                hashed = pd.util.hash_pandas_object(part[self.config.task.target], index=True)
+            digest.update(hashed.to_numpy().tobytes())
+        return {"sha256": digest.hexdigest(), "rows": splits.sizes()}
+
+    def _evaluate_splits(self, val_data: FrameBatches, metric: str) -> None:
+        from transfuse.report import modality_importance
+        from transfuse.train import evaluate, predict_logits
+
+        assert self.model is not None and self.task is not None and self.device is not None
+        assert self.splits is not None and self.result is not None
+        metrics: dict[str, Any] = {
+            "validation": evaluate(self.model, val_data, self.task, self.device)
+        }
+        curve_frame, curve_split = self.splits.validation, "validation"
+        curve_data = val_data
+        test = self.splits.test
+        if test is not None and len(test):
+            test_data = self.frame_batches(test, labelled=True)
+            metrics["test"] = evaluate(self.model, test_data, self.task, self.device)
+            curve_frame, curve_split, curve_data = test, "test", test_data
+        logits = predict_logits(self.model, curve_data, self.device)
+        import torch
+
+        scores = self.task.scores(torch.from_numpy(logits))
+        labels = curve_frame[self.config.task.target]
+        truth = (
+            labels.to_numpy() if not _classifies(self.task) else self.task.encode(labels).numpy()
+        )
+        self._curve = (curve_split, truth, scores)
+        self.importance = modality_importance(self.model, val_data, self.task, self.device, metric)
+        self.metrics = {
+            "metric": metric,
+            "best_epoch": self.result.best_epoch,
+            "best_value": self.result.best_value,
+            "stopped_early": self.result.stopped_early,
+            "seconds": self.result.seconds,
+            "splits": self.splits.sizes(),
+            **metrics,
+            "importance": self.importance,
+            "history": self.result.history,
+        }
+
+    # -- inference -------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.model is None or self.task is None:
+            raise ConfigError(
+                "the pipeline is not trained yet", fix="call .fit(df) or transfuse.load(run_dir)"
+            )
+
+    def frame_batches(
+        self, frame: pd.DataFrame, *, labelled: bool = False, batch_size: int | None = None
+    ) -> FrameBatches:
+        """The rows of ``frame`` as batches for this pipeline's model."""
+        from transfuse.data import FrameBatches
+
+        self._require_fitted()
+        assert self.device is not None
+        return FrameBatches(
+            frame,
+            self.plans,
+            self.device,
+            task=self.task if labelled else None,
+            target=self.config.task.target if labelled else None,
+            batch_size=batch_size or self.config.train.batch_size,
+            num_workers=self.config.train.num_workers,
+        )
+
+    def batches(
+        self,
+        frame: pd.DataFrame,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Device batches of ``frame`` (labelled when it has the target column); this is
+        ``TransferContext.batches`` for strategies that need extra forward passes."""
+        labelled = (
+            self.config.task.target in frame.columns
+            and frame[self.config.task.target].notna().all()
+        )
+        data = self.frame_batches(frame, labelled=bool(labelled), batch_size=batch_size)
+        return data.batches(shuffle=shuffle, seed=seed)
+
+    def predict_scores(self, df: pd.DataFrame) -> np.ndarray:
+        """Scores ``[N, K]`` in the task's score columns' order."""
+        import torch
+
+        from transfuse.data import check_columns
+        from transfuse.train import predict_logits
+
+        self._require_fitted()
+        assert self.task is not None and self.model is not None and self.device is not None
+        check_columns(df, self.config, target=False)
+        logits = predict_logits(self.model, self.frame_batches(df), self.device)
+        return np.asarray(self.task.scores(torch.from_numpy(logits)))
+
+    def score_columns(self) -> list[str]:
+        """The columns :meth:`predict` returns (one per class for a classifier)."""
+        self._require_fitted()
+        assert self.task is not None
+        columns = list(self.task.score_columns())
+        classes = getattr(self.task, "classes", None)
+        if len(columns) == 1 and classes is not None and len(classes) == 2:
+            return [f"p_{classes[0]}", *columns]
+        return columns
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """A score column per class (or a ``prediction`` column), index aligned with ``df``."""
+        scores = self.predict_scores(df)
+        columns = self.score_columns()
+        if scores.shape[1] == 1 and len(columns) == 2:  # binary: add the negative class
+            scores = np.concatenate([1.0 - scores, scores], axis=1)
+        return pd.DataFrame(scores, index=df.index, columns=columns)
+
+    def evaluate(self, df: pd.DataFrame) -> dict[str, float]:
+        """The task's metrics (and loss) on labelled rows of ``df``."""
+        from transfuse.data import check_columns
+        from transfuse.train import evaluate
+
+        self._require_fitted()
+        assert self.task is not None and self.model is not None and self.device is not None
+        check_columns(df, self.config)
+        labelled = df[df[self.config.task.target].notna()]
+        if labelled.empty:
+            raise DataError(
+                "no row has a label",
+                where=f"column {self.config.task.target!r}",
+                fix="evaluate on labelled rows",
+            )
+        return evaluate(
+            self.model, self.frame_batches(labelled, labelled=True), self.task, self.device
+        )
+
+    # -- saving ----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the run directory (atomically); returns its path."""
+        from transfuse.runs import write_run
+
+        self._require_fitted()
+        return write_run(Path(directory), self._write)
+
+    def _write(self, out: Path) -> None:
+        from transfuse.checkpoint import save_tensors, state_tensors
+        from transfuse.report import write_report
+        from transfuse.runs import environment, write_json
+
+        assert self.model is not None and self.task is not None
+        (out / "config.yaml").write_text(dump_yaml(self.config), "utf-8")
+        save_tensors(out / "model.safetensors", state_tensors(self.model), {"format": "pt"})
+        for name, encoder in self.model.inputs.items():
+            folder = out / "encoders" / name
+            folder.mkdir(parents=True)
+            encoder.save_fitted(folder)  # type: ignore[operator]
+        write_json(
+            out / "task.json",
+            {
+                "type": self.config.task.type,
+                "state": self.task.state(),
+                "score_columns": self.task.score_columns(),
+            },
+        )
+        write_json(out / "metrics.json", self.metrics)
+        env = environment(self.manager, self.device)
+        write_json(out / "environment.json", env)
+        if self.transfer_reports:
+            write_json(out / "transfer.json", [r.to_dict() for r in self.transfer_reports])
+        if self.metrics:
+            write_report(out, self._report_data(env))
+
+    def _report_data(self, env: dict[str, Any]) -> Any:
+        from transfuse.report import ReportData
+
+        assert self.model is not None and self.task is not None
+        split, truth, scores = self._curve if self._curve else ("test", None, None)
+        inputs = {
+            name: {
+                "encoder": spec.encoder,
+                "columns": spec.column_list,
+                "frozen": bool(getattr(self.model.inputs[name], "frozen", False)),
+            }
+            for name, spec in self.config.inputs.items()
+        }
+        return ReportData(
+            name=self.config.name,
+            task=self.config.task.type,
+            metric=self.metrics.get("metric", "loss"),
+            metrics={k: self.metrics[k] for k in ("validation", "test") if k in self.metrics},
+            history=self.metrics.get("history", []),
+            importance=self.importance,
+            inputs=inputs,
+            splits=self.metrics.get("splits", {}),
+            best_epoch=int(self.metrics.get("best_epoch", -1)),
+            stopped_early=bool(self.metrics.get("stopped_early", False)),
+            curve_split=split,
+            y_true=truth,
+            scores=scores,
+            score_columns=self.task.score_columns(),
+            classification=_classifies(self.task),
+            environment=env,
+            transfer=[r.to_markdown() for r in self.transfer_reports],
+        )
+
+
+def _classifies(task: Task) -> bool:
+    return getattr(task, "classes", None) is not None
+
+
+def load(
+    directory: str | Path, *, device: str | None = None, manager: PluginManager | None = None
+) -> Pipeline:
+    """Restore a saved run: the same predictions as the pipeline that wrote it."""
+    from transfuse.model import FusionModel, build_encoder, build_fusion, build_task
+    from transfuse.runs import load_state_into, read_run
+
+    files = read_run(directory)
+    pipeline = Pipeline(files.config, manager=manager)
+    pipeline.device = dev = pipeline._make_device(device)
+    task = build_task(files.config, pipeline.manager, dev)
+    task.load_state(files.task.get("state", {}))
+    encoders = {}
+    for name in files.config.inputs:
+        encoder = build_encoder(files.config, name, pipeline.manager, dev)
+        encoder.load_fitted(files.encoder_dir(name))
+        encoders[name] = encoder
+    fusion = build_fusion(files.config, encoders, task.num_outputs, pipeline.manager, dev)
+    model = FusionModel(encoders, fusion, task.num_outputs)
+    load_state_into(model, files.tensors(), str(files.path / "model.safetensors"))
+    pipeline.model = model.to(dev.device)
+    pipeline.task = task
+    pipeline.metrics = files.metrics
+    pipeline.importance = dict(files.metrics.get("importance", {}))
+    pipeline.plans = pipeline._plans(model)
+    return pipeline

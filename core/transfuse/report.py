@@ -1,0 +1,257 @@
+"""``report.md`` and its plots: metrics, ROC, learning curve and modality importance.
+
+Modality importance answers "what drove the score": each input is masked (marked missing,
+as if the row lacked that modality) on the validation rows, and the drop in the validation
+metric is reported. Plots are drawn with matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from transfuse.bases import Task
+    from transfuse.data import FrameBatches
+    from transfuse.device import DeviceManager
+    from transfuse.model import FusionModel
+
+__all__ = ["ReportData", "modality_importance", "write_report"]
+
+
+def modality_importance(
+    model: FusionModel, data: FrameBatches, task: Task, device: DeviceManager, metric: str
+) -> dict[str, dict[str, float]]:
+    """Per input: the metric with it masked on ``data``, and the drop from the full model.
+
+    A positive ``drop`` means the model is worse without that input.
+    """
+    from transfuse.train import predict_logits
+
+    labels = data.labels()
+
+    def score(masked: str | None) -> float:
+        found = predict_logits(model, data, device, masked=[masked] if masked else [])
+        logits = torch.from_numpy(found)
+        if metric == "loss":
+            return float(task.loss(logits, task.encode(labels)))
+        return float(task.metrics(labels, task.scores(logits)).get(metric, float("nan")))
+
+    base = score(None)
+    sign = 1.0 if task.greater_is_better(metric) else -1.0
+    out = {}
+    for name in model.inputs:
+        value = score(name)
+        out[name] = {"metric": value, "drop": sign * (base - value), "full": base}
+    return out
+
+
+@dataclass
+class ReportData:
+    """What the report shows."""
+
+    name: str
+    task: str
+    metric: str
+    metrics: Mapping[str, Mapping[str, float]]
+    history: Sequence[Mapping[str, Any]]
+    importance: Mapping[str, Mapping[str, float]]
+    inputs: Mapping[str, Mapping[str, Any]]
+    splits: Mapping[str, int]
+    best_epoch: int
+    stopped_early: bool
+    curve_split: str = "test"
+    y_true: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    score_columns: Sequence[str] = ()
+    classification: bool = True
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    transfer: Sequence[str] = ()
+
+
+def write_report(directory: Path, data: ReportData) -> list[str]:
+    """Write ``report.md`` and its plots into ``directory``; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    files = ["report.md"]
+    plots: dict[str, str] = {}
+    if data.y_true is not None and data.scores is not None and len(data.y_true):
+        if data.classification:
+            plots["roc.png"] = _roc(directory / "roc.png", data)
+        else:
+            plots["predictions.png"] = _predictions(directory / "predictions.png", data)
+    if data.history:
+        plots["learning_curve.png"] = _learning_curve(directory / "learning_curve.png", data)
+    if data.importance:
+        plots["modalities.png"] = _modalities(directory / "modalities.png", data)
+    files += list(plots)
+    (directory / "report.md").write_text(_markdown(data, plots), "utf-8")
+    return files
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 4), dpi=100)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _roc(path: Path, data: ReportData) -> str:
+    from sklearn.metrics import auc, roc_curve
+
+    assert data.y_true is not None and data.scores is not None
+    fig, ax = _figure()
+    y = np.asarray(data.y_true).astype(int)
+    scores = np.asarray(data.scores)
+    if scores.shape[1] == 1:
+        curves = [(data.score_columns[0] if data.score_columns else "score", y, scores[:, 0])]
+    else:
+        curves = [
+            (col, (y == k).astype(int), scores[:, k]) for k, col in enumerate(data.score_columns)
+        ]
+    for label, truth, s in curves:
+        if len(np.unique(truth)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(truth, s)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC on the {data.curve_split} rows")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+    return f"ROC curve on the {data.curve_split} rows"
+
+
+def _predictions(path: Path, data: ReportData) -> str:
+    assert data.y_true is not None and data.scores is not None
+    fig, ax = _figure()
+    ax.scatter(data.y_true, np.asarray(data.scores)[:, 0], s=6, alpha=0.5)
+    lo = float(min(np.min(data.y_true), np.min(data.scores)))
+    hi = float(max(np.max(data.y_true), np.max(data.scores)))
+    ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"Predictions on the {data.curve_split} rows")
+    _save(fig, path)
+    return f"predicted against actual on the {data.curve_split} rows"
+
+
+def _learning_curve(path: Path, data: ReportData) -> str:
+    fig, ax = _figure()
+    epochs = [h["epoch"] + 1 for h in data.history]
+    ax.plot(epochs, [h["train_loss"] for h in data.history], marker="o", label="train loss")
+    val_loss = [h["validation"].get("loss", np.nan) for h in data.history]
+    ax.plot(epochs, val_loss, marker="o", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if data.metric != "loss":
+        right = ax.twinx()
+        values = [h["validation"].get(data.metric, np.nan) for h in data.history]
+        right.plot(epochs, values, marker="s", color="tab:green", label=f"validation {data.metric}")
+        right.set_ylabel(data.metric)
+        right.legend(loc="center right", fontsize=8)
+    if data.best_epoch >= 0:
+        ax.axvline(data.best_epoch + 1, color="grey", linestyle=":", linewidth=1)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Learning curve (dotted: best epoch)")
+    _save(fig, path)
+    return "training and validation loss and the validation metric per epoch"
+
+
+def _modalities(path: Path, data: ReportData) -> str:
+    fig, ax = _figure()
+    names = sorted(data.importance, key=lambda n: data.importance[n]["drop"])
+    drops = [data.importance[n]["drop"] for n in names]
+    colors = ["tab:red" if d > 0 else "tab:grey" for d in drops]
+    ax.barh(names, drops, color=colors)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"drop in validation {data.metric} when the input is masked")
+    ax.set_title("What drove the score: importance per input")
+    _save(fig, path)
+    return "the drop in the validation metric when each input is masked"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4f}"
+    return "n/a" if value is None else str(value)
+
+
+def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
+    lines = [
+        f"# {data.name}",
+        "",
+        f"Task: **{data.task}**. Early stopping on validation "
+        f"**{data.metric}**; best epoch {data.best_epoch + 1} of {len(data.history)}"
+        + (" (stopped early)." if data.stopped_early else "."),
+        "",
+    ]
+    lines += ["Rows: " + ", ".join(f"{k} {v}" for k, v in data.splits.items()), ""]
+    names = sorted({m for split in data.metrics.values() for m in split})
+    splits = [s for s in data.metrics if data.metrics[s]]
+    if names and splits:
+        lines += [
+            "## Metrics",
+            "",
+            "| metric | " + " | ".join(splits) + " |",
+            "| --- |" + " ---: |" * len(splits),
+        ]
+        for name in names:
+            lines.append(
+                f"| {name} | " + " | ".join(_fmt(data.metrics[s].get(name)) for s in splits) + " |"
+            )
+        lines.append("")
+    lines += [
+        "## Inputs",
+        "",
+        "| input | encoder | columns | frozen |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, info in data.inputs.items():
+        cols = ", ".join(f"`{c}`" for c in info.get("columns", []))
+        lines.append(f"| {name} | {info.get('encoder')} | {cols} | {info.get('frozen', False)} |")
+    lines.append("")
+    if data.importance:
+        lines += [
+            "## What drove the score",
+            "",
+            f"Each input masked in turn on the validation rows; the drop in {data.metric} "
+            "(positive: the model relies on it).",
+            "",
+            f"| input | {data.metric} without it | drop |",
+            "| --- | ---: | ---: |",
+        ]
+        for name, imp in sorted(data.importance.items(), key=lambda kv: -kv[1]["drop"]):
+            lines.append(f"| {name} | {_fmt(imp['metric'])} | {_fmt(imp['drop'])} |")
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        for file, caption in plots.items():
+            lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
+    if data.transfer:
+        lines += ["## Transfer", "", *[f"{t}\n" for t in data.transfer]]
+    env = data.environment
+    if env:
+        device = (env.get("device") or {}).get("device")
+        lines += [
+            "## Environment",
+            "",
+            f"transfuse {env.get('transfuse')}, Python {env.get('python')}, device {device}; "
+            "plugins and versions in `environment.json`.",
+            "",
+        ]
+    return "\n".join(lines)
