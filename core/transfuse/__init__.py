@@ -62,7 +62,7 @@ _LAZY = {
     "DeviceManager": "transfuse.device",
     "Pipeline": "transfuse.pipeline",
     "load": "transfuse.pipeline",
-    "transfer": "transfuse.transfer",
+    "transfer": "transfuse.workflow",
 }
 
 __all__ = [

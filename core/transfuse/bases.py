@@ -325,6 +325,10 @@ class TransferStrategy:
     #: True when ``prepare`` loads the source's weights into the target (layer-map does);
     #: the transfer workflow puts ``strategy.layer-map`` first when no strategy does.
     copies_weights: bool = False
+    #: True when the strategy needs the source domain's rows (``ctx.source_data``).
+    needs_source_data: bool = False
+    #: The registered name; the workflow sets it when it builds the strategy.
+    name: str = ""
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         self.options: Any = options  # the component's own options model

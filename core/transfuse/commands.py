@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transfuse.errors import CheckpointError, ConfigError, DataError
+from transfuse.errors import CheckpointError, DataError
 
 __all__ = ["add_commands", "checkpoint_dir", "read_rows", "write_rows"]
 
@@ -62,11 +62,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from transfuse.runs import check_destination
 
     config = load_pipeline(args.pipeline)
-    if config.transfer is not None:
-        raise ConfigError(
-            "this pipeline has a transfer: section and trains from its source run",
-            where=args.pipeline,
-            fix="run `transfuse transfer PIPELINE --out DIR`, or drop the transfer: section",
+    if config.transfer is not None:  # trained by transfer from its source run
+        return _run_transfer(
+            args.pipeline, args.out, data=args.data, device=args.device, epochs=args.epochs
         )
     train_updates: dict[str, Any] = {}
     if args.device:
@@ -156,6 +154,86 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(config: Any, device: str | None, epochs: int | None) -> Any:
+    updates: dict[str, Any] = {}
+    if device:
+        updates["device"] = device
+    if epochs:
+        updates["epochs"] = epochs
+    if not updates:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update=updates)})
+
+
+def _run_transfer(
+    pipeline: str,
+    out: str,
+    *,
+    source: str | None = None,
+    data: str | None = None,
+    unlabeled: str | None = None,
+    baseline: str | None = None,
+    strategies: list[str] | None = None,
+    device: str | None = None,
+    epochs: int | None = None,
+) -> int:
+    from transfuse.config import load_pipeline
+    from transfuse.runs import check_destination
+    from transfuse.workflow import split_of, transfer
+
+    config = _overrides(load_pipeline(pipeline), device, epochs)
+    base_dir = Path(pipeline).parent if Path(pipeline).is_file() else None
+    if source is None and config.transfer is not None and config.transfer.from_:
+        source = config.transfer.from_
+        if base_dir is not None and not Path(source).is_absolute() and not Path(source).exists():
+            source = str(base_dir / source)
+    frame = read_rows(data) if data else None
+    extra = read_rows(unlabeled, "--unlabeled") if unlabeled else None
+    check_destination(Path(out))
+    from transfuse.pipeline import Pipeline
+
+    target = Pipeline(config, base_dir=base_dir)
+    result = transfer(
+        target, source, strategies or None, data=frame, unlabeled=extra, baseline=baseline
+    )
+    path = result.save(out)
+    metrics = result.pipeline.metrics
+    split = split_of(metrics)
+    print(f"transferred {config.name} from {source} -> {path}")
+    for report in result.reports:
+        print(
+            f"  {report.strategy}: {report.loaded_fraction:.1%} of target parameters loaded "
+            f"({', '.join(f'{n} {k}' for k, n in sorted(report.counts().items()))})"
+        )
+    if result.comparison:
+        print(f"\n  {split} rows    transfer   scratch   difference")
+        for metric, row in result.comparison.items():
+            print(
+                f"  {metric:<12} {row['transfer']:>9.4f} {row['scratch']:>9.4f} "
+                f"{row['difference']:>+11.4f}"
+            )
+    else:
+        metric = metrics.get("metric", "loss")
+        value = metrics.get(split, {}).get(metric)
+        if value is not None:
+            print(f"  {split} {metric} {value:.4f}")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    return _run_transfer(
+        args.pipeline,
+        args.out,
+        source=args.source,
+        data=args.data,
+        unlabeled=args.unlabeled,
+        baseline=args.baseline,
+        strategies=args.strategy,
+        device=args.device,
+        epochs=args.epochs,
+    )
+
+
 def add_commands(sub: Any) -> None:
     """Add the runtime commands to the ``transfuse`` parser."""
     p = sub.add_parser("train", help="train a pipeline and write a run directory")
@@ -181,3 +259,24 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--keep", nargs="*", default=None, help="input columns to copy to the output")
     r.add_argument("--device", help="where to compute (default: the run's train.device)")
     r.set_defaults(func=_cmd_predict)
+
+    t = sub.add_parser("transfer", help="train a target pipeline by transfer from a source run")
+    t.add_argument("pipeline", help="the target pipeline: a YAML file or a preset name")
+    t.add_argument("--from", dest="source", help="the source run directory (or transfer.from)")
+    t.add_argument("--out", required=True, help="the run directory to write")
+    t.add_argument("--data", help="target rows (CSV or parquet) instead of data:")
+    t.add_argument("--unlabeled", help="unlabeled target rows, for coral and dann")
+    t.add_argument(
+        "--baseline",
+        choices=["none", "scratch"],
+        default=None,
+        help="scratch: also train the target from scratch and compare",
+    )
+    t.add_argument(
+        "--strategy",
+        action="append",
+        help="a strategy name (repeat, in order); default: transfer.strategies",
+    )
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
+    t.add_argument("--epochs", type=int, help="overrides train.epochs")
+    t.set_defaults(func=_cmd_transfer)

@@ -58,6 +58,7 @@ class Pipeline:
         self.metrics: dict[str, Any] = {}
         self.importance: dict[str, dict[str, float]] = {}
         self.transfer_reports: list[TransferReport] = []
+        self.comparison = ""  # markdown: transfer against scratch, set by transfer()
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -403,6 +404,7 @@ class Pipeline:
             classification=_classifies(self.task),
             environment=env,
             transfer=[r.to_markdown() for r in self.transfer_reports],
+            comparison=self.comparison,
         )
 
 

@@ -72,6 +72,7 @@ class ReportData:
     classification: bool = True
     environment: Mapping[str, Any] = field(default_factory=dict)
     transfer: Sequence[str] = ()
+    comparison: str = ""
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
@@ -242,6 +243,8 @@ def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
         lines += ["## Plots", ""]
         for file, caption in plots.items():
             lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
+    if data.comparison:
+        lines += ["## Transfer against training from scratch", "", data.comparison, ""]
     if data.transfer:
         lines += ["## Transfer", "", *[f"{t}\n" for t in data.transfer]]
     env = data.environment

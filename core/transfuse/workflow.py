@@ -1,0 +1,234 @@
+"""The transfer workflow (`transfuse.transfer`): source run -> strategies -> target run -> report.
+
+``transfer(target, source_run, strategies=[...])`` loads a finished source run, builds the
+target pipeline, lets each strategy copy, map or freeze parameters before training and
+shape the optimizer and loss during it, trains on the target's labelled rows, evaluates
+on its held-out rows and, with ``baseline="scratch"``, trains the same target pipeline
+from scratch on the same rows and seed so the report can say whether transfer helped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from transfuse.config import PipelineConfig, load_pipeline, parse_config
+from transfuse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transfuse.bases import TransferReport, TransferStrategy
+    from transfuse.data import Splits
+    from transfuse.model import FusionModel
+    from transfuse.pipeline import Pipeline
+    from transfuse.plugins import PluginManager
+
+__all__ = ["COMPARED", "TransferResult", "comparison_table", "transfer"]
+
+StrategySpec = "str | tuple[str, Mapping[str, Any]] | Mapping[str, Any] | TransferStrategy"
+
+#: The metrics the side-by-side table shows (those the task reports).
+COMPARED = ("roc_auc", "ks", "pr_auc", "brier", "log_loss", "accuracy", "macro_f1", "rmse", "mae")
+
+
+@dataclass
+class TransferResult:
+    """The transferred pipeline, the optional scratch baseline, and their comparison."""
+
+    pipeline: Pipeline
+    baseline: Pipeline | None = None
+    reports: list[TransferReport] = field(default_factory=list)
+    comparison: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the transferred run (its report compares with the baseline) and, beside
+        it in ``baseline/``, the scratch run."""
+        path = self.pipeline.save(directory)
+        if self.baseline is not None:
+            self.baseline.save(path / "baseline")
+        return path
+
+
+def _as_config(target: Pipeline | PipelineConfig | Mapping[str, Any] | str | Path) -> Any:
+    from transfuse.pipeline import Pipeline
+
+    if isinstance(target, Pipeline):
+        return target.config, target.base_dir
+    if isinstance(target, PipelineConfig):
+        return target, None
+    if isinstance(target, Mapping):
+        return parse_config(dict(target)), None
+    base = Path(target).parent if Path(target).is_file() else None
+    return load_pipeline(target), base
+
+
+def build_strategies(
+    specs: Sequence[Any], manager: PluginManager, device: Any
+) -> list[TransferStrategy]:
+    """Strategy instances from names, ``(name, options)`` pairs, ``{name: options}`` or
+    instances; ``strategy.layer-map`` goes first when no strategy copies weights."""
+    from transfuse.bases import TransferStrategy
+
+    out: list[TransferStrategy] = []
+    for i, spec in enumerate(specs):
+        where = f"transfer.strategies.{i}"
+        if isinstance(spec, TransferStrategy):
+            out.append(spec)
+            continue
+        if isinstance(spec, str):
+            name, options = spec, {}
+        elif isinstance(spec, tuple):
+            name, options = spec[0], dict(spec[1] or {})
+        elif isinstance(spec, Mapping) and len(spec) == 1:
+            ((name, options),) = spec.items()
+            options = dict(options or {})
+        else:
+            raise ConfigError(
+                f"cannot read strategy {spec!r}", where=where, fix="give a name or {name: options}"
+            )
+        entry = manager.get("strategy", name, where=where)
+        strategy = entry.load()(entry.validate_options(options, f"{where}.options"), device)
+        strategy.name = entry.name
+        out.append(strategy)
+    if not any(getattr(s, "copies_weights", False) for s in out):
+        entry = manager.get("strategy", "layer-map", where="transfer.strategies")
+        first = entry.load()(entry.validate_options({}), device)
+        first.name = entry.name
+        out.insert(0, first)
+    return out
+
+
+def transfer(
+    target: Pipeline | PipelineConfig | Mapping[str, Any] | str | Path,
+    source_run: str | Path | None = None,
+    strategies: Sequence[Any] | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    unlabeled: pd.DataFrame | None = None,
+    source_data: pd.DataFrame | None = None,
+    baseline: str | None = None,
+    manager: PluginManager | None = None,
+) -> TransferResult:
+    """Train ``target`` by transfer from the run in ``source_run``.
+
+    ``strategies`` default to the config's ``transfer.strategies`` (else ``finetune``);
+    ``data``/``test`` replace the config's data; ``unlabeled`` holds unlabeled target rows
+    for the alignment strategies (``coral``, ``dann``), which also use ``source_data``
+    (default: the source run's own data, loaded from its config). ``baseline="scratch"``
+    also trains the target from scratch on the same rows and seed.
+    """
+    from transfuse.pipeline import Pipeline, load
+    from transfuse.plugins import get_plugin_manager
+
+    manager = manager or get_plugin_manager()
+    config, base_dir = _as_config(target)
+    section = config.transfer
+    source_run = source_run or (section.from_ if section is not None else None)
+    if source_run is None:
+        raise ConfigError(
+            "no source run to transfer from",
+            where="transfer.from",
+            fix="pass --from RUN (a finished run directory) or set transfer.from",
+        )
+    source_path = Path(source_run)
+    if base_dir is not None and not source_path.is_absolute() and not source_path.exists():
+        source_path = base_dir / source_path
+    specs = list(strategies) if strategies is not None else None
+    if specs is None:
+        specs = [dict([s]) for s in section.steps()] if section is not None else ["finetune"]
+    baseline = baseline or (section.baseline if section is not None else "none")
+    if baseline not in {"none", "scratch"}:
+        raise ConfigError(f"unknown baseline {baseline!r}", where="--baseline", fix="none|scratch")
+
+    source = load(source_path, manager=manager)
+    pipeline = Pipeline(config, manager=manager, base_dir=base_dir)
+    device = pipeline._make_device()
+    instances = build_strategies(specs, manager, device)
+    needs_source = any(getattr(s, "needs_source_data", False) for s in instances)
+    if needs_source and source_data is None:
+        source_data = source.load_data()
+
+    def init(pipe: Pipeline, model: FusionModel, splits: Splits) -> list[TransferReport]:
+        from transfuse.bases import TransferContext
+
+        assert pipe.device is not None and source.model is not None
+        steps = -(-len(splits.train) // pipe.config.train.batch_size)
+        ctx = TransferContext(
+            source_model=source.model,
+            target_model=model,
+            device=pipe.device,
+            target_data=splits.train,
+            unlabeled=unlabeled,
+            source_data=source_data,
+            epochs=pipe.config.train.epochs,
+            steps_per_epoch=steps,
+            batches=pipe.batches,
+            extra={"label": pipe.config.task.target, "source_config": source.config},
+        )
+        reports = []
+        for strategy in instances:
+            report = strategy.prepare(ctx)
+            if report is not None and report not in reports:
+                reports.append(report)
+        manager.emit(
+            "transfer_prepared",
+            {"source": str(source_path), "reports": [r.to_dict() for r in reports]},
+        )
+        return reports
+
+    pipeline.fit(data, test, strategies=instances, init=init)
+    result = TransferResult(pipeline, reports=list(pipeline.transfer_reports))
+    pipeline.metrics["transfer"] = {
+        "source": str(source_path),
+        "strategies": [getattr(s, "name", type(s).__name__) for s in instances],
+        "loaded_fraction": [r.loaded_fraction for r in result.reports],
+    }
+    if baseline == "scratch":
+        scratch_config = config.model_copy(update={"transfer": None})
+        scratch = Pipeline(scratch_config, manager=manager, base_dir=base_dir)
+        scratch.fit(data, test)
+        result.baseline = scratch
+        result.comparison = compare(pipeline.metrics, scratch.metrics)
+        pipeline.metrics["baseline"] = {
+            k: scratch.metrics[k] for k in ("validation", "test") if k in scratch.metrics
+        }
+        pipeline.comparison = comparison_table(result.comparison, split_of(pipeline.metrics))
+    return result
+
+
+def split_of(metrics: Mapping[str, Any]) -> str:
+    """The split the comparison uses: test when there is one, else validation."""
+    return "test" if metrics.get("test") else "validation"
+
+
+def compare(
+    transferred: Mapping[str, Any], scratch: Mapping[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Per metric: the transferred value, the scratch value and their difference."""
+    split = split_of(transferred)
+    a, b = transferred.get(split, {}), scratch.get(split, {})
+    return {
+        m: {"transfer": float(a[m]), "scratch": float(b[m]), "difference": float(a[m] - b[m])}
+        for m in COMPARED
+        if m in a and m in b
+    }
+
+
+def comparison_table(comparison: Mapping[str, Mapping[str, float]], split: str) -> str:
+    """The side-by-side markdown table for ``report.md``."""
+    lines = [
+        f"Both trained on the same target rows with the same seed; metrics on the {split} rows.",
+        "",
+        "| metric | transfer | scratch | difference |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for metric, row in comparison.items():
+        lines.append(
+            f"| {metric} | {row['transfer']:.4f} | {row['scratch']:.4f} | "
+            f"{row['difference']:+.4f} |"
+        )
+    return "\n".join(lines)
