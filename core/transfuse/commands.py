@@ -234,6 +234,13 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from transfuse.demo import run_demo
+
+    run_demo(args.out, source=args.source, target=args.target, device=args.device)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Add the runtime commands to the ``transfuse`` parser."""
     p = sub.add_parser("train", help="train a pipeline and write a run directory")
@@ -280,3 +287,12 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
     t.add_argument("--epochs", type=int, help="overrides train.epochs")
     t.set_defaults(func=_cmd_transfer)
+
+    d = sub.add_parser(
+        "demo", help="train a source model, transfer it to a target domain, compare with scratch"
+    )
+    d.add_argument("--out", default="runs/demo", help="where to write the runs and report.md")
+    d.add_argument("--source", default="demo-source", help="the source pipeline preset")
+    d.add_argument("--target", default="demo-target", help="the target pipeline preset")
+    d.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    d.set_defaults(func=_cmd_demo)

@@ -54,6 +54,14 @@ PRESETS: dict[str, tuple[str, str]] = {
         "lending_club_target.yaml",
         "The same model moved to every other loan purpose with 200 labels.",
     ),
+    "demo-source": (
+        "demo_source.yaml",
+        "`transfuse demo` step 1: lending-club-source on a 6,000-loan sample.",
+    ),
+    "demo-target": (
+        "demo_target.yaml",
+        "`transfuse demo` steps 2-4: lending-club-target on the same sample, 200 labels.",
+    ),
     "lending-club-grade-2018": (
         "lending_club_grade_2018.yaml",
         "Cross-schema source: 2018 LendingClub high-risk grade on the fields the 2016 "

@@ -1,0 +1,254 @@
+"""Transfer strategies for transfuse: fine-tuning, freezing, layer mapping, L2-SP, CORAL, DANN.
+
+This module registers the strategies and holds their options models; it imports no torch.
+The implementations live in submodules that are imported only when a strategy is built.
+Name patterns everywhere are globs over parameter names (``inputs.*.columns.*``); prefix
+one with ``re:`` to give a regular expression instead (``re:inputs\\.\\w+\\.proj\\..*``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from transfuse import Options, StrategyEntry, hookimpl
+
+__all__ = [
+    "CoralOptions",
+    "DannOptions",
+    "FineTuneOptions",
+    "FreezeOptions",
+    "GradualUnfreezeOptions",
+    "L2SPOptions",
+    "LayerMapOptions",
+    "LpFtOptions",
+    "MapRule",
+    "transfuse_strategies",
+]
+
+NormStats = Literal["frozen", "update"]
+
+
+class FineTuneOptions(Options):
+    """Options of ``strategy.finetune``: every parameter trains, at its own learning rate."""
+
+    backbone_lr_mult: float = Field(
+        default=1.0, gt=0, description="LR multiplier for the input encoders (inputs.*)."
+    )
+    fusion_lr_mult: float = Field(default=1.0, gt=0, description="LR multiplier for fusion.*.")
+    head_lr_mult: float = Field(default=1.0, gt=0, description="LR multiplier for head.*.")
+    layer_decay: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Layer-wise decay: block k from the top gets lr * layer_decay**k (1 = off).",
+    )
+    lr_mults: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra multipliers by name pattern, e.g. {'inputs.text.*': 0.1}.",
+    )
+
+
+class FreezeOptions(Options):
+    """Options of ``strategy.freeze``; the defaults freeze all but the head: a linear probe."""
+
+    include: list[str] = Field(
+        default_factory=lambda: ["*"], description="Freeze parameters matching any of these."
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["head.*"], description="...unless they match one of these."
+    )
+    norm_stats: NormStats = Field(
+        default="frozen",
+        description="'frozen': batch-norm layers whose parameters are frozen keep their "
+        "running statistics (evaluation mode); 'update': they keep learning them.",
+    )
+
+
+class LpFtOptions(Options):
+    """Options of ``strategy.lp-ft``: linear probe first, then full fine-tuning."""
+
+    probe_epochs: int = Field(default=1, ge=1, description="Epochs of linear probing.")
+    probe: list[str] = Field(
+        default_factory=lambda: ["head.*"], description="What trains while probing."
+    )
+    norm_stats: NormStats = Field(default="frozen", description="As in strategy.freeze.")
+
+
+class GradualUnfreezeOptions(Options):
+    """Options of ``strategy.gradual-unfreeze`` (ULMFiT): one more group every few epochs."""
+
+    every_epochs: int = Field(default=1, ge=1, description="Epochs between two unfreezings.")
+    groups: list[list[str]] | None = Field(
+        default=None,
+        description="Groups of name patterns, top (first unfrozen) to bottom; default: head, "
+        "fusion, then each input (its blocks top-down when it declares param_groups).",
+    )
+    norm_stats: NormStats = Field(default="frozen", description="As in strategy.freeze.")
+
+
+ShapePolicy = Literal["copy", "slice", "reinit", "skip"]
+
+
+class MapRule(Options):
+    """One layer-map rule: source names matching ``from`` go to ``to``, under a shape policy.
+
+    ``*`` in a glob captures any text (dots included) and the ``*`` in ``to`` take the
+    captures in order; with ``re:`` patterns ``to`` uses ``\\1``-style groups.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from", description="Source parameter names (glob or re:).")
+    to: str | None = Field(default=None, description="Target names; default: same as from.")
+    shape: ShapePolicy = Field(
+        default="copy",
+        description="copy: when shapes are equal; slice: also when only the leading dimension "
+        "differs (keep the common rows, initialise new ones); reinit: initialise afresh; "
+        "skip: leave the target tensor untouched.",
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _same_kind(cls, value: str | None, info: Any) -> str | None:
+        source = info.data.get("from_")
+        if (
+            value is not None
+            and source is not None
+            and (value.startswith("re:") != source.startswith("re:"))
+        ):
+            raise ValueError("'from' and 'to' must both be globs or both be re: patterns")
+        return value
+
+
+Scalar = str | int | float | bool
+
+
+class LayerMapOptions(Options):
+    """Options of ``strategy.layer-map``."""
+
+    rules: list[MapRule] = Field(
+        default_factory=list, description="Rules tried in order; the first match decides."
+    )
+    defaults: bool = Field(
+        default=True,
+        description="Append the default rule {from: '*', to: '*', shape: copy}: every "
+        "tensor with the same name (and shape) is copied.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tabular column renames, source -> target, e.g. {annual_income: annual_inc}.",
+    )
+    values: dict[str, dict[Scalar, Scalar]] = Field(
+        default_factory=dict,
+        description="Per categorical column (source or target name): source value -> target "
+        "value, e.g. {term: {term_36: 36}}.",
+    )
+    min_loaded: float = Field(
+        default=0.5, ge=0, le=1, description="Fail when a smaller fraction is loaded."
+    )
+    buffers: bool = Field(
+        default=True, description="Also copy buffers (batch-norm statistics) of equal shape."
+    )
+    init: Literal["reset", "keep"] = Field(
+        default="reset",
+        description="Tensors the source does not provide: 'reset' re-initialises them "
+        "(seeded) with their module's reset_parameters() or, lacking one, by shape; 'keep' "
+        "keeps the values the target was built with.",
+    )
+    new_rows: Literal["mean", "init"] = Field(
+        default="mean",
+        description="Rows of a partly loaded table (new categories, a grown leading "
+        "dimension): 'mean' starts them at the mean of the loaded rows, 'init' as 'init' says.",
+    )
+    gbdt: Literal["source-trees", "continue", "target-trees"] = Field(
+        default="source-trees",
+        description="For tabular.gbdt inputs: keep the source trees and copy their leaf "
+        "embeddings; 'continue' also boosts more trees on the target rows (new leaves "
+        "initialised); 'target-trees' keeps the target's own trees (leaf embeddings new).",
+    )
+    boost_trees: int = Field(default=50, ge=1, description="Trees added by gbdt: continue.")
+
+
+class L2SPOptions(Options):
+    """Options of ``strategy.l2sp`` (Li et al. 2018)."""
+
+    alpha: float = Field(default=0.01, ge=0, description="Pull of transferred weights to w0.")
+    beta: float = Field(default=0.01, ge=0, description="Plain L2 on new weights.")
+    exclude: list[str] = Field(
+        default_factory=list, description="Name patterns that get no penalty at all."
+    )
+
+
+class CoralOptions(Options):
+    """Options of ``strategy.coral`` (Sun & Saenko 2016)."""
+
+    weight: float = Field(default=1.0, ge=0, description="Weight of the CORAL loss.")
+    batch_size: int = Field(default=64, ge=2, description="Rows per domain per step.")
+
+
+class DannOptions(Options):
+    """Options of ``strategy.dann`` (Ganin et al. 2016)."""
+
+    weight: float = Field(default=1.0, ge=0, description="Weight of the domain loss.")
+    max_lambda: float = Field(default=1.0, ge=0, description="Final gradient-reversal factor.")
+    gamma: float = Field(default=10.0, gt=0, description="Steepness of the lambda ramp.")
+    hidden: int = Field(default=64, ge=1, description="Width of the domain discriminator.")
+    batch_size: int = Field(default=64, ge=2, description="Rows per domain per step.")
+    lr_mult: float = Field(default=1.0, gt=0, description="Discriminator LR multiplier.")
+
+
+@hookimpl
+def transfuse_strategies() -> list[StrategyEntry]:
+    """The strategies this plugin provides."""
+    return [
+        StrategyEntry(
+            name="strategy.finetune",
+            factory="transfuse_strategies.tuning:FineTune",
+            options=FineTuneOptions,
+            description="All parameters train; discriminative and layer-wise decayed LRs.",
+        ),
+        StrategyEntry(
+            name="strategy.freeze",
+            factory="transfuse_strategies.tuning:Freeze",
+            options=FreezeOptions,
+            description="Freeze parameters by name pattern (default: a linear probe).",
+        ),
+        StrategyEntry(
+            name="strategy.lp-ft",
+            factory="transfuse_strategies.tuning:LinearProbeFineTune",
+            options=LpFtOptions,
+            description="Linear probe for N epochs, then full fine-tuning (Kumar et al. 2022).",
+        ),
+        StrategyEntry(
+            name="strategy.gradual-unfreeze",
+            factory="transfuse_strategies.tuning:GradualUnfreeze",
+            options=GradualUnfreezeOptions,
+            description="Unfreeze top-down, one group per epoch (ULMFiT).",
+        ),
+        StrategyEntry(
+            name="strategy.layer-map",
+            factory="transfuse_strategies.layermap:LayerMap",
+            options=LayerMapOptions,
+            description="Copy source parameters into the target by rules, columns and values.",
+        ),
+        StrategyEntry(
+            name="strategy.l2sp",
+            factory="transfuse_strategies.l2sp:L2SP",
+            options=L2SPOptions,
+            description="Pull transferred weights toward their start point (Li et al. 2018).",
+        ),
+        StrategyEntry(
+            name="strategy.coral",
+            factory="transfuse_strategies.alignment:Coral",
+            options=CoralOptions,
+            description="Align source and unlabeled target feature covariances (Deep CORAL).",
+        ),
+        StrategyEntry(
+            name="strategy.dann",
+            factory="transfuse_strategies.alignment:Dann",
+            options=DannOptions,
+            description="A domain discriminator behind gradient reversal (Ganin et al. 2016).",
+        ),
+    ]
