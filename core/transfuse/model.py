@@ -153,9 +153,25 @@ def build_encoder(
     return encoder
 
 
-def fit_encoder(encoder: Encoder, frame: pd.DataFrame, columns: list[str]) -> None:
-    """Fit an encoder on training rows only."""
-    encoder.fit(input_values(frame, columns))
+def fit_encoder(
+    encoder: Encoder,
+    frame: pd.DataFrame,
+    columns: list[str],
+    *,
+    target: str | None = None,
+    valid: pd.DataFrame | None = None,
+) -> None:
+    """Fit an encoder on training rows only; an encoder whose ``fit`` takes ``target``
+    (and ``valid``) also gets the training labels (and the validation rows)."""
+    import inspect
+
+    params = inspect.signature(encoder.fit).parameters
+    kwargs: dict[str, Any] = {}
+    if target is not None and "target" in params:
+        kwargs["target"] = frame[target]
+        if valid is not None and "valid" in params:
+            kwargs["valid"] = (input_values(valid, columns), valid[target])
+    encoder.fit(input_values(frame, columns), **kwargs)
 
 
 def build_task(config: PipelineConfig, manager: PluginManager, device: DeviceManager) -> Task:

@@ -134,7 +134,7 @@ class Pipeline:
         task.fit(splits.train[target])
         self.task, self.splits = task, splits
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        encoders = self._fit_encoders(splits.train, ckpt, resume)
+        encoders = self._fit_encoders(splits, ckpt, resume)
         fusion = build_fusion(config, encoders, task.num_outputs, self.manager, device)
         model = FusionModel(encoders, fusion, task.num_outputs).to(device.device)
         self.model = model
@@ -158,9 +158,7 @@ class Pipeline:
         self._evaluate_splits(val_data, result.metric)
         return self
 
-    def _fit_encoders(
-        self, train: pd.DataFrame, ckpt: Path | None, resume: bool
-    ) -> dict[str, Encoder]:
+    def _fit_encoders(self, splits: Splits, ckpt: Path | None, resume: bool) -> dict[str, Encoder]:
         """Build every encoder; fit it on the training rows (or restore it on resume)."""
         from transfuse.model import build_encoder, fit_encoder
 
@@ -172,7 +170,13 @@ class Pipeline:
             if resume and state_dir is not None and state_dir.is_dir():
                 encoder.load_fitted(state_dir)
             else:
-                fit_encoder(encoder, train, spec.column_list)
+                fit_encoder(
+                    encoder,
+                    splits.train,
+                    spec.column_list,
+                    target=self.config.task.target,
+                    valid=splits.validation,
+                )
                 if state_dir is not None:
                     state_dir.mkdir(parents=True, exist_ok=True)
                     encoder.save_fitted(state_dir)
