@@ -298,6 +298,9 @@ class TransferContext:
     ``batches(frame, batch_size, shuffle)`` turns a DataFrame into prepared device
     batches for the target model (for strategies that need extra forward passes, such as
     domain alignment); ``features(model, batch)`` returns the fused features of a batch.
+    The transfer workflow puts the target's label column in ``extra["label"]``, its fitted
+    task (whose ``loss(logits, target)`` scores a batch) in ``extra["task"]`` and the
+    source run's config in ``extra["source_config"]``.
     """
 
     source_model: nn.Module

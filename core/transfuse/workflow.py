@@ -167,7 +167,11 @@ def transfer(
             epochs=pipe.config.train.epochs,
             steps_per_epoch=steps,
             batches=pipe.batches,
-            extra={"label": pipe.config.task.target, "source_config": source.config},
+            extra={
+                "label": pipe.config.task.target,
+                "task": pipe.task,
+                "source_config": source.config,
+            },
         )
         reports = []
         for strategy in instances:

@@ -1,4 +1,5 @@
-"""Transfer strategies for transfuse: fine-tuning, freezing, layer mapping, L2-SP, CORAL, DANN.
+"""Transfer strategies for transfuse: fine-tuning, freezing, layer mapping, L2-SP, replay,
+CORAL, DANN.
 
 This module registers the strategies and holds their options models; it imports no torch.
 The implementations live in submodules that are imported only when a strategy is built.
@@ -24,6 +25,7 @@ __all__ = [
     "LayerMapOptions",
     "LpFtOptions",
     "MapRule",
+    "ReplayOptions",
     "transfuse_strategies",
 ]
 
@@ -169,6 +171,13 @@ class LayerMapOptions(Options):
         "initialised); 'target-trees' keeps the target's own trees (leaf embeddings new).",
     )
     boost_trees: int = Field(default=50, ge=1, description="Trees added by gbdt: continue.")
+    fitted_columns: Literal["source", "target"] = Field(
+        default="source",
+        description="For neural tabular inputs (tabular.mlp, tabular.ft-transformer): "
+        "'source' gives the target encoder the source's fitted column statistics (scalers, "
+        "bins, vocabularies) for the columns both have, so the copied embeddings see values "
+        "as the source did; 'target' keeps those fitted on the target's own rows.",
+    )
 
 
 class L2SPOptions(Options):
@@ -186,6 +195,15 @@ class CoralOptions(Options):
 
     weight: float = Field(default=1.0, ge=0, description="Weight of the CORAL loss.")
     batch_size: int = Field(default=64, ge=2, description="Rows per domain per step.")
+
+
+class ReplayOptions(Options):
+    """Options of ``strategy.replay`` (rehearsal on labelled source rows)."""
+
+    weight: float = Field(
+        default=1.0, ge=0, description="Weight of the source rows' loss beside the target's."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Source rows per step.")
 
 
 class DannOptions(Options):
@@ -238,6 +256,12 @@ def transfuse_strategies() -> list[StrategyEntry]:
             factory="transfuse_strategies.l2sp:L2SP",
             options=L2SPOptions,
             description="Pull transferred weights toward their start point (Li et al. 2018).",
+        ),
+        StrategyEntry(
+            name="strategy.replay",
+            factory="transfuse_strategies.replay:Replay",
+            options=ReplayOptions,
+            description="Keep training on labelled source rows beside the target's (rehearsal).",
         ),
         StrategyEntry(
             name="strategy.coral",

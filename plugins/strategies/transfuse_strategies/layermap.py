@@ -60,6 +60,7 @@ class LayerMap(TransferStrategy):
         report = TransferReport("strategy.layer-map")
         plan = NamePlan(source, target, self.options)
         grown = self._adopt_trees(ctx, plan, report)
+        self._adopt_columns(plan, report)
         targets = dict(target.named_parameters())
         sources = dict(source.named_parameters())
         mapping = plan.plan(list(sources), set(targets))
@@ -253,6 +254,20 @@ class LayerMap(TransferStrategy):
             grown[name] = sum(getattr(t_enc, "leaves_per_tree", []))
         return grown
 
+    # -- neural tabular inputs -------------------------------------------------------------
+    def _adopt_columns(self, plan: NamePlan, report: TransferReport) -> None:
+        """Give each neural tabular target input the source's fitted column statistics
+        for the columns both have (``fitted_columns: source``)."""
+        if self.options.fitted_columns != "source":
+            return
+        for name, (t_enc, s_enc, _) in _input_pairs(plan, _is_neural_table).items():
+            adopted = _adopt_column_stats(s_enc, t_enc, plan)
+            if adopted:
+                report.notes.append(
+                    f"inputs.{name}: the source's fitted statistics (scalers, bins, "
+                    f"vocabularies) for {adopted} of {len(_tabular_columns(t_enc))} columns"
+                )
+
     def _continue_boosting(
         self, ctx: TransferContext, grown: dict[str, int]
     ) -> dict[str, tuple[Tensor, str]]:
@@ -317,21 +332,63 @@ def _reinit_rule(pattern: str) -> CompiledRule:
     return CompiledRule(MapRule.model_validate({"from": pattern, "shape": "reinit"}), "gbdt")
 
 
+def _is_gbdt(encoder: nn.Module) -> bool:
+    return callable(getattr(encoder, "leaf_offsets", None))
+
+
+def _is_neural_table(encoder: nn.Module) -> bool:
+    return callable(getattr(encoder, "column_state", None)) and not _is_gbdt(encoder)
+
+
 def _gbdt_pairs(plan: NamePlan) -> dict[str, tuple[nn.Module, nn.Module, str]]:
     """Target gbdt input -> (its encoder, the source gbdt encoder mapped to it, its name)."""
+    return _input_pairs(plan, _is_gbdt)
+
+
+def _input_pairs(plan: NamePlan, kind: Any) -> dict[str, tuple[nn.Module, nn.Module, str]]:
+    """Target input -> (its encoder, the source encoder mapped to it, the source input's
+    name), for the encoders ``kind(encoder)`` accepts on both sides."""
     s_inputs = getattr(plan.source, "inputs", {})
     t_inputs = getattr(plan.target, "inputs", {})
     out = {}
     for s_name, s_enc in s_inputs.items():
-        if not callable(getattr(s_enc, "leaf_offsets", None)):
+        first = next((n for n, _ in s_enc.named_parameters()), None)
+        if not kind(s_enc) or first is None:
             continue
-        mapped, _ = plan.map_name(f"inputs.{s_name}.leaf_embedding.weight")
+        mapped, _ = plan.map_name(f"inputs.{s_name}.{first}")
         parts = (mapped or "").split(".")
         if len(parts) > 1 and parts[1] in t_inputs and parts[1] not in out:
             t_enc = t_inputs[parts[1]]
-            if callable(getattr(t_enc, "leaf_offsets", None)):
+            if kind(t_enc):
                 out[parts[1]] = (t_enc, s_enc, s_name)
     return out
+
+
+def _adopt_column_stats(source: nn.Module, target: nn.Module, plan: NamePlan) -> int:
+    """Replace the target encoder's fitted statistics of each column the source has (same
+    kind, after renames and value maps) by the source's; rebuild it; return how many."""
+    s_state = source.fitted_state()  # type: ignore[operator]
+    t_state = target.fitted_state()  # type: ignore[operator]
+    by_name = {}
+    for column in s_state.get("columns", []):
+        name = plan.renames.get(column["name"], column["name"])
+        translate = plan.value_map(column["name"], name)
+        if translate and column.get("vocabulary"):
+            column = {**column, "vocabulary": [translate.get(v, v) for v in column["vocabulary"]]}
+        by_name[name] = column
+    adopted = 0
+    for i, column in enumerate(t_state.get("columns", [])):
+        found = by_name.get(column["name"])
+        if found is None or found["kind"] != column["kind"]:
+            continue
+        t_state["columns"][i] = {**found, "name": column["name"], "key": column["key"]}
+        adopted += 1
+    if adopted:
+        param = next(target.parameters(), None)
+        target.load_fitted_state(t_state)  # type: ignore[operator]
+        if param is not None:
+            target.to(param.device, param.dtype)
+    return adopted
 
 
 def _tabular_columns(encoder: nn.Module) -> list[str]:

@@ -135,8 +135,11 @@ def batch_of(model: TinyModel, frame: pd.DataFrame, label: str | None = None) ->
     return batch
 
 
-def batches_for(model: TinyModel) -> Callable[..., Iterator[dict[str, Any]]]:
-    """``TransferContext.batches`` for ``model``: shuffled batches of a frame."""
+def batches_for(
+    model: TinyModel, label: str | None = None
+) -> Callable[..., Iterator[dict[str, Any]]]:
+    """``TransferContext.batches`` for ``model``: shuffled batches of a frame (with
+    ``target`` when the frame has the ``label`` column, as the runtime's batches do)."""
 
     def batches(
         frame: pd.DataFrame, batch_size: int, shuffle: bool = False, seed: int = 0
@@ -147,7 +150,8 @@ def batches_for(model: TinyModel) -> Callable[..., Iterator[dict[str, Any]]]:
             else np.arange(len(frame))
         )
         for start in range(0, len(frame), batch_size):
-            yield batch_of(model, frame.iloc[order[start : start + batch_size]])
+            rows = frame.iloc[order[start : start + batch_size]]
+            yield batch_of(model, rows, label if label in rows.columns else None)
 
     return batches
 

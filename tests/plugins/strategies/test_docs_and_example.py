@@ -24,6 +24,7 @@ OPTIONS = {
     "strategy.lp-ft": plugin.LpFtOptions,
     "strategy.gradual-unfreeze": plugin.GradualUnfreezeOptions,
     "strategy.l2sp": plugin.L2SPOptions,
+    "strategy.replay": plugin.ReplayOptions,
     "strategy.coral": plugin.CoralOptions,
     "strategy.dann": plugin.DannOptions,
 }

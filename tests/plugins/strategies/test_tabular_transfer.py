@@ -34,13 +34,15 @@ def frame(n: int, seed: int, columns: list[str], terms: tuple[str, str] = ("t36"
     return out[[*columns, "bad"]]
 
 
-def build(manager, encoder: str, rows: pd.DataFrame, columns: list[str], label: bool = False):
+def build(
+    manager, encoder: str, rows: pd.DataFrame, columns: list[str], label: bool = False, **extra
+):
     from transfuse.model import FusionModel
 
     device = cpu_device()
     entry = manager.get("encoder", encoder)
     gbdt = {"dim": 16, "trees": 40, "threads": 1}
-    options = gbdt if encoder == "tabular.gbdt" else {"dim": 16, "hidden": 32}
+    options = gbdt if encoder == "tabular.gbdt" else {"dim": 16, "hidden": 32, **extra}
     enc = entry.load()(entry.validate_options(options), device)
     if label:
         enc.fit(rows[columns], target=rows["bad"])
@@ -160,3 +162,43 @@ def test_gbdt_continue_boosting_grows_the_leaf_table(manager):
     grown = target.inputs["applicant"].leaf_embedding.weight
     assert grown.shape[0] > old.shape[0]
     assert torch.equal(grown[: old.shape[0]], old)
+
+
+def scores(model, rows: pd.DataFrame) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(batch(model, rows))["logits"].squeeze(1).numpy()
+
+
+@pytest.mark.parametrize("embedding", ["linear", "ple"])
+def test_mlp_takes_the_source_column_statistics_so_it_scores_as_the_source(manager, embedding):
+    source_rows = frame(400, 0, ["a", "b", "c"])
+    source = build(
+        manager, "tabular.mlp", source_rows, ["a", "b", "c"], numeric_embedding=embedding
+    )
+    fit(source, source_rows, steps=40)
+    few = frame(400, 1, ["a", "b", "c"]).iloc[:12].copy()
+    few[["a", "b"]] *= 3.0  # another scale
+    few["c"] = "t36"  # the target's rows know one category of two
+    target = build(manager, "tabular.mlp", few, ["a", "b", "c"], numeric_embedding=embedding)
+    t_enc, s_enc = target.inputs["applicant"], source.inputs["applicant"]
+    assert t_enc.column_state("b")["quantiles"] != s_enc.column_state("b")["quantiles"]
+
+    _, report = prepare(source, target, few)
+    assert t_enc.column_state("b") == s_enc.column_state("b")
+    assert t_enc.category_index("c") == s_enc.category_index("c")
+    assert any("statistics" in note and "3 of 3 columns" in note for note in report.notes)
+    assert report.loaded_fraction == 1.0
+    rows = frame(50, 2, ["a", "b", "c"])
+    np.testing.assert_allclose(scores(target, rows), scores(source, rows), rtol=1e-5, atol=1e-6)
+
+
+def test_fitted_columns_target_keeps_the_target_statistics(manager):
+    source_rows = frame(400, 0, ["a", "b", "c"])
+    source = build(manager, "tabular.mlp", source_rows, ["a", "b", "c"])
+    few = frame(400, 1, ["a", "b", "c"]).iloc[:12]
+    target = build(manager, "tabular.mlp", few, ["a", "b", "c"])
+    own = target.inputs["applicant"].column_state("b")
+    _, report = prepare(source, target, few, fitted_columns="target")
+    assert target.inputs["applicant"].column_state("b") == own
+    assert not any("statistics" in note for note in report.notes)
