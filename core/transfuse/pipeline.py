@@ -153,6 +153,7 @@ class Pipeline:
             strategies=strategies,
             checkpoint_dir=ckpt / "checkpoint" if ckpt is not None else None,
             fingerprint=self._fingerprint(splits),
+            start_candidate=init is not None,  # transferred weights compete with each epoch
         )
         self.result = result = trainer.fit(train_data, val_data, resume=resume)
         self._evaluate_splits(val_data, result.metric)

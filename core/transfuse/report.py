@@ -196,8 +196,13 @@ def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
     lines = [
         f"# {data.name}",
         "",
-        f"Task: **{data.task}**. Early stopping on validation "
-        f"**{data.metric}**; best epoch {data.best_epoch + 1} of {len(data.history)}"
+        f"Task: **{data.task}**. Early stopping on validation **{data.metric}**; "
+        + (
+            f"best epoch {data.best_epoch + 1} of {len(data.history)}"
+            if data.best_epoch >= 0
+            else f"no epoch of {len(data.history)} beat the transferred starting weights, "
+            "which are kept"
+        )
         + (" (stopped early)." if data.stopped_early else "."),
         "",
     ]

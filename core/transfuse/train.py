@@ -6,6 +6,9 @@ encoder ``param_groups()`` name plus ``default`` (biases and norms without weigh
 then each transfer strategy reshapes them in order. Mixed precision goes through the
 device manager. After every epoch a checkpoint is written atomically, so ``resume=True``
 continues a killed run; at the end the best weights (by the validation metric) are restored.
+With ``start_candidate`` (the transfer workflow sets it) the weights training starts from
+are scored on the validation rows first and compete with every epoch, so a transferred
+model is kept as it came unless training beats it on validation (``best_epoch`` -1).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    start_value: float | None = None  # the starting weights' metric, with start_candidate
 
 
 class Trainer:
@@ -155,8 +159,10 @@ class Trainer:
         strategies: Sequence[TransferStrategy] = (),
         checkpoint_dir: Path | None = None,
         fingerprint: Mapping[str, Any] | None = None,
+        start_candidate: bool = False,
     ) -> None:
         self.model = model
+        self.start_candidate = start_candidate
         self.task = task
         self.config = config
         self.device = device
@@ -239,6 +245,12 @@ class Trainer:
             best_loss = restored["best_loss"]
             start_epoch, step = restored["epoch"] + 1, restored["step"]
         metric = history[-1]["metric"] if history else None
+        start_value = None
+        if self.start_candidate and not resume:
+            val = evaluate(self.model, validation, self.task, self.device)
+            metric = self.metric_name(val)
+            start_value = best_value = float(val.get(metric, float("nan")))
+            best_loss, best_state = val["loss"], self._best_state()
         self._emit(
             "run_start",
             {
@@ -332,6 +344,7 @@ class Trainer:
             history=history,
             stopped_early=stopped_early,
             seconds=time.perf_counter() - started,
+            start_value=start_value,
         )
         self._emit(
             "run_end",

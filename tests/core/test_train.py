@@ -262,3 +262,22 @@ def test_loader_workers_give_the_same_model(kit_manager):
     two = fitted(kit_manager, train={"epochs": 1, "num_workers": 1})
     rows = kit.frame(20, seed=3)
     assert np.array_equal(one.predict(rows).to_numpy(), two.predict(rows).to_numpy())
+
+
+def test_transferred_starting_weights_are_kept_unless_an_epoch_beats_them(kit_manager, tmp_path):
+    good = fitted(kit_manager, train={"epochs": 6})
+    start = {k: v.clone() for k, v in good.model.state_dict().items()}
+
+    def init(pipeline, model, splits):  # a "transfer": the trained weights, copied over
+        model.load_state_dict(start)
+
+    ruin = {"epochs": 3, "lr": 5.0, "warmup": 0.0, "metric": "loss"}  # training makes it worse
+    moved = Pipeline.from_config(kit.config(train=ruin), manager=kit_manager)
+    moved.fit(kit.frame(200), init=init)
+    history = moved.metrics["history"]
+    assert moved.metrics["best_epoch"] == -1, [h["value"] for h in history]
+    assert all(h["value"] > moved.result.start_value for h in history)
+    final = moved.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in start.items())
+    run = moved.save(tmp_path / "moved")
+    assert "beat the transferred starting weights" in (run / "report.md").read_text("utf-8")
