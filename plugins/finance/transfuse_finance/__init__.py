@@ -54,6 +54,11 @@ PRESETS: dict[str, tuple[str, str]] = {
         "lending_club_target.yaml",
         "The same model moved to every other loan purpose with 200 labels.",
     ),
+    "lending-club-gbdt-text": (
+        "lending_club_gbdt_text.yaml",
+        "LendingClub high-risk grade from LightGBM leaves over the table (tabular.gbdt) "
+        "fused with the job title (frozen MiniLM); per-modality importance in the report.",
+    ),
     "demo-source": (
         "demo_source.yaml",
         "`transfuse demo` step 1: lending-club-source on a 6,000-loan sample.",

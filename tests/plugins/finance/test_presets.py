@@ -27,7 +27,7 @@ def test_every_preset_is_registered_and_parses(presets, transfuse_manager):
     assert set(presets) == {
         "lending-club-source", "lending-club-target",
         "lending-club-grade-2018", "lending-club-bad-2016",
-        "demo-source", "demo-target",
+        "demo-source", "demo-target", "lending-club-gbdt-text",
     }  # fmt: skip
     for name, config in presets.items():
         assert config.name == name
