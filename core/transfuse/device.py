@@ -2,7 +2,9 @@
 
 It picks the device (``auto``: cuda, then mps, then cpu) and precision (``auto``: bf16
 autocast on GPUs that support it, fp32 elsewhere), seeds every generator, moves nested
-batches, compiles on request and reads the distributed state that ``torchrun`` sets.
+batches, compiles on request and holds the distributed state. Under ``torchrun`` it
+joins the process group (``gloo`` on the CPU, ``nccl`` on CUDA; see
+:mod:`transfuse.distributed`) and pins each rank to the GPU ``LOCAL_RANK`` names.
 Plugins receive it; no plugin calls ``.to("cuda")`` itself.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfuse import distributed
 from transfuse.errors import DeviceError
 
 __all__ = ["DeviceManager"]
@@ -38,7 +41,18 @@ class DeviceManager:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.launched = distributed.launched()
+        if distributed.active():  # a group set up by a host (Ray Train) knows best
+            self.rank, self.world_size = distributed.rank_and_size()
+        if self.world_size > 1 and not self.launched:
+            raise DeviceError(
+                f"WORLD_SIZE is {self.world_size} but MASTER_ADDR/MASTER_PORT are not set",
+                where="the environment",
+                fix="start several processes with torchrun, or unset WORLD_SIZE",
+            )
         self.device = self._pick_device(device)
+        #: The process group's backend under torchrun (``gloo``/``nccl``), else ``None``.
+        self.backend = distributed.start(self.device) if self.launched else None
         self.precision = self._pick_precision(precision)
         self.compile_enabled = compile
         self.seed = seed
@@ -50,7 +64,13 @@ class DeviceManager:
         name = name.strip().lower()
         if name == "auto":
             if torch.cuda.is_available():
-                index = self.local_rank if self.distributed else torch.cuda.current_device()
+                index = self.local_rank if self.launched else torch.cuda.current_device()
+                if index >= torch.cuda.device_count():
+                    raise DeviceError(
+                        f"LOCAL_RANK {index} has no GPU ({torch.cuda.device_count()} visible)",
+                        where="torchrun --nproc_per_node",
+                        fix="start at most one process per visible GPU",
+                    )
                 return torch.device("cuda", index)
             if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
                 return torch.device("mps")
@@ -71,6 +91,12 @@ class DeviceManager:
                     fix="use device: auto or cpu",
                 )
             index = device.index if device.index is not None else self.local_rank
+            if self.launched and self.world_size > 1 and index != self.local_rank:
+                raise DeviceError(
+                    f"{name} puts every rank on one GPU (this rank's is cuda:{self.local_rank})",
+                    where="train.device",
+                    fix="use device: cuda or auto under torchrun; each rank takes its LOCAL_RANK",
+                )
             if index >= torch.cuda.device_count():
                 raise DeviceError(
                     f"cuda:{index} asked for, {torch.cuda.device_count()} device(s) visible",
@@ -109,8 +135,8 @@ class DeviceManager:
     # -- state ---------------------------------------------------------------------
     @property
     def distributed(self) -> bool:
-        """Whether this process is one of several started by ``torchrun``."""
-        return self.world_size > 1
+        """Whether this process is a rank of a ``torchrun`` process group (even of one)."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -199,12 +225,20 @@ class DeviceManager:
             "precision": self.precision,
             "rank": self.rank,
             "world_size": self.world_size,
+            "backend": self.backend,
             "torch": torch.__version__,
             "compile": self.compile_enabled,
         }
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
+
+    def close(self) -> None:
+        """Leave the torchrun process group now (it is also left at exit, after an error
+        too); a no-op outside one."""
+        if self.backend is not None:
+            distributed.stop()
+            self.backend = None
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
