@@ -31,6 +31,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             print(f"  from {r.location}")
         if r.error:
             print(f"  error: {r.error}")
+        for problem in r.problems:
+            print(f"  problem: {problem}")
         for c in sorted(r.components, key=lambda c: (c.kind, c.name)):
             modality = getattr(c, "modality", None)
             extra = f" [{modality}]" if modality else ""
@@ -42,7 +44,12 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
     from transfuse.config import load_pipeline, resolve
 
     config = load_pipeline(args.file)
-    resolve(config)
+    if args.source and config.transfer is not None:
+        config.transfer.from_ = args.source
+    try:
+        resolve(config, need_source=True)
+    except TransfuseError as exc:
+        raise exc.within(str(args.file)) from None
     print(f"ok: {args.file} ({config.name}, {len(config.inputs)} inputs)")
     return 0
 
@@ -73,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     v = config_sub.add_parser("validate", help="check a pipeline file (or preset name)")
     v.add_argument("file", help="a YAML pipeline file or a preset name")
+    v.add_argument(
+        "--from", dest="source", help="the source run a transfer section will get from the CLI"
+    )
     v.set_defaults(func=_cmd_config_validate)
     s = config_sub.add_parser("schema", help="print the JSON Schema of pipeline files")
     s.set_defaults(func=_cmd_config_schema)

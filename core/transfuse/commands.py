@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transfuse.errors import CheckpointError, DataError
+from transfuse.distributed import is_main_process
+from transfuse.errors import CheckpointError, DataError, TransfuseError
 
 __all__ = ["add_commands", "checkpoint_dir", "read_rows", "write_rows"]
 
@@ -56,6 +57,16 @@ def write_rows(frame: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _resolve(config: Any, origin: str) -> None:
+    """Check every component name and option (as `config validate` does), naming the file."""
+    from transfuse.config import resolve
+
+    try:
+        resolve(config, need_source=True)
+    except TransfuseError as exc:
+        raise exc.within(origin) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from transfuse.config import load_pipeline
     from transfuse.pipeline import Pipeline
@@ -64,8 +75,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_pipeline(args.pipeline)
     if config.transfer is not None:  # trained by transfer from its source run
         return _run_transfer(
-            args.pipeline, args.out, data=args.data, device=args.device, epochs=args.epochs
+            args.pipeline,
+            args.out,
+            data=args.data,
+            device=args.device,
+            epochs=args.epochs,
+            overwrite=args.overwrite,
         )
+    _resolve(config, args.pipeline)  # every name and option, before anything is read
     train_updates: dict[str, Any] = {}
     if args.device:
         train_updates["device"] = args.device
@@ -81,7 +98,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data = config.data.model_copy(update={"path": str(file.absolute()), "source": None})
         config = config.model_copy(update={"data": data})
     out = Path(args.out)
-    check_destination(out)
+    check_destination(out, overwrite=args.overwrite)
     ckpt = checkpoint_dir(out)
     if args.resume and not (ckpt / "checkpoint" / "state.json").is_file():
         raise CheckpointError(
@@ -89,7 +106,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             where=str(ckpt),
             fix="train without --resume",
         )
-    if not args.resume and ckpt.exists():
+    if not args.resume and ckpt.exists() and is_main_process():  # rank 0 under torchrun
         print(
             f"transfuse: starting afresh; replacing the checkpoint in {ckpt} "
             "(use --resume to continue it)",
@@ -99,6 +116,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config, base_dir=base_dir)
     pipeline.fit(checkpoint_dir=ckpt, resume=args.resume)
     path = pipeline.save(out)
+    if not is_main_process():  # under torchrun rank 0 cleans up and reports
+        return 0
     shutil.rmtree(ckpt, ignore_errors=True)
     metrics = pipeline.metrics
     metric = metrics.get("metric", "loss")
@@ -176,6 +195,7 @@ def _run_transfer(
     strategies: list[str] | None = None,
     device: str | None = None,
     epochs: int | None = None,
+    overwrite: bool = False,
 ) -> int:
     from transfuse.config import load_pipeline
     from transfuse.runs import check_destination
@@ -187,9 +207,14 @@ def _run_transfer(
         source = config.transfer.from_
         if base_dir is not None and not Path(source).is_absolute() and not Path(source).exists():
             source = str(base_dir / source)
+    checked = config
+    if config.transfer is not None and source is not None:
+        section = config.transfer.model_copy(update={"from_": str(source)})
+        checked = config.model_copy(update={"transfer": section})
+    _resolve(checked, pipeline)
     frame = read_rows(data) if data else None
     extra = read_rows(unlabeled, "--unlabeled") if unlabeled else None
-    check_destination(Path(out))
+    check_destination(Path(out), overwrite=overwrite)
     from transfuse.pipeline import Pipeline
 
     target = Pipeline(config, base_dir=base_dir)
@@ -197,6 +222,8 @@ def _run_transfer(
         target, source, strategies or None, data=frame, unlabeled=extra, baseline=baseline
     )
     path = result.save(out)
+    if not is_main_process():  # under torchrun rank 0 reports
+        return 0
     metrics = result.pipeline.metrics
     split = split_of(metrics)
     print(f"transferred {config.name} from {source} -> {path}")
@@ -231,6 +258,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
         strategies=args.strategy,
         device=args.device,
         epochs=args.epochs,
+        overwrite=args.overwrite,
     )
 
 
@@ -247,6 +275,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("pipeline", help="a YAML pipeline file or a preset name")
     p.add_argument("--out", required=True, help="the run directory to write")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--data", help="train on this CSV or parquet file instead of data:")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
     p.add_argument("--epochs", type=int, help="overrides train.epochs")
@@ -286,6 +315,7 @@ def add_commands(sub: Any) -> None:
     )
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
     t.add_argument("--epochs", type=int, help="overrides train.epochs")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.set_defaults(func=_cmd_transfer)
 
     d = sub.add_parser(

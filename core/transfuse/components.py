@@ -12,9 +12,12 @@ component is built.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import re
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
@@ -51,16 +54,78 @@ class NoOptions(Options):
     """For components that take no options."""
 
 
-def format_validation_error(error: ValidationError, prefix: str = "") -> str:
-    """Turn a pydantic error into one line naming each bad key path."""
-    parts = []
+_TAG = re.compile(r"^(str|int|float|bool|none|[a-z-]+\[.*\])$")
+
+
+def format_validation_error(
+    error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """Turn a pydantic error into one line naming each bad key path.
+
+    With ``model``, an unknown key is followed by the closest allowed keys at that place.
+    Union members' tags (``str``, ``dict[...]``) are left out of the paths.
+    """
+    found: dict[str, list[str]] = {}
     for item in error.errors():
-        loc = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
-        msg = item["msg"]
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and _TAG.match(p))]
+        path = ".".join(str(p) for p in (prefix, *loc) if p != "")
+        msg = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc or '<root>'}: {msg}")
+            msg = "unknown key" + _suggest(str(loc[-1]), _allowed_keys(model, loc[:-1]))
+        messages = found.setdefault(path or "<root>", [])
+        if msg not in messages:
+            messages.append(msg)
+    parts = []
+    for path, messages in found.items():
+        tail = [m.removeprefix("Input should be ") for m in messages[1:]]
+        parts.append(f"{path}: {', or '.join([messages[0], *tail])}")
+    if len(parts) > 4:
+        parts = [*parts[:4], f"and {len(parts) - 4} more"]
     return "; ".join(parts)
+
+
+def _suggest(name: str, allowed: list[str] | None) -> str:
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(name, allowed, n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} (allowed here: {', '.join(allowed)})"
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str] | None:
+    """The keys a model accepts at ``loc`` (following nested models, lists and dicts)."""
+    current: Any = model
+    for part in loc:
+        current = _inner_model(current, part)
+        if current is None:
+            return None
+    current = _unwrap(current)
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return None
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _inner_model(annotation: Any, part: int | str) -> Any:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, f in annotation.model_fields.items():
+            if part in (name, f.alias):
+                return f.annotation
+        return None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple) and args and isinstance(part, int):
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +140,9 @@ class ComponentEntry:
     options: type[Options] = NoOptions
     distribution: str | None = None
     version: str | None = None
+    #: A version specifier the core must satisfy (``">=0.2"``); unmet, the entry is listed
+    #: as unusable instead of failing later.
+    requires_core: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -117,7 +185,7 @@ class ComponentEntry:
             return self.options.model_validate(dict(raw or {}))
         except ValidationError as exc:
             raise ConfigError(
-                format_validation_error(exc, where or f"{self.name} options"),
+                format_validation_error(exc, where or f"{self.name} options", self.options),
                 fix=f"see `transfuse plugins` and the docs of {self.name!r} for its options",
             ) from None
 
@@ -150,6 +218,9 @@ class StrategyEntry(ComponentEntry):
     """A transfer strategy carries a source model's knowledge into a target model."""
 
     kind: ClassVar[str] = "strategy"
+    #: Whether the strategy copies source weights in ``prepare`` (``layer-map``); such a
+    #: strategy must come before those that do not, which act on the copied weights.
+    copies_weights: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

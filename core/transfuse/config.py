@@ -7,12 +7,22 @@ here; component names and their options are checked against the installed plugin
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from transfuse.components import format_validation_error
 from transfuse.errors import ConfigError
@@ -38,8 +48,23 @@ __all__ = [
 ]
 
 
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: A config that expands to more values than this (YAML aliases nested in aliases) is refused.
+MAX_VALUES = 100_000
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads `epochs: yes` as True, and pydantic would take it as 1.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class TaskConfig(_Strict):
@@ -128,12 +153,29 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(default=1.0, gt=0)
     patience: int = Field(default=5, ge=1, description="Epochs without improvement to stop.")
     metric: str | None = Field(default=None, description="Early-stopping metric; task default.")
-    device: str = "auto"
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
     compile: bool = False
     num_workers: int = Field(default=0, ge=0)
     progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        # The same names the device manager takes; availability is checked when a run starts.
+        name = value.strip().lower()
+        if not _DEVICE.match(name):
+            close = difflib.get_close_matches(name, ["auto", "cpu", "cuda", "mps"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown device {value!r}{hint} (use auto, cpu, cuda, cuda:N or mps)")
+        return name
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self) -> TrainConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision fp16 is not supported on the CPU (use bf16 or fp32)")
+        return self
 
 
 class TransferConfig(_Strict):
@@ -195,15 +237,21 @@ class PipelineConfig(_Strict):
 
 def parse_config(raw: Any, origin: str = "config") -> PipelineConfig:
     """Validate a mapping as a pipeline config; errors name the key path."""
+    if raw is None:
+        raise ConfigError(
+            "the config is empty", where=origin, fix="a pipeline needs name, task and inputs"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(
-            "a pipeline config must be a mapping", where=origin, fix="see docs/index.md"
+            f"a pipeline config must be a mapping, not a {type(raw).__name__}",
+            where=origin,
+            fix="start the file with keys such as `name:`, `task:` and `inputs:`",
         )
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(
-            format_validation_error(exc),
+            format_validation_error(exc, model=PipelineConfig),
             where=origin,
             fix="see `transfuse config schema` for the allowed keys",
         ) from None
@@ -231,21 +279,75 @@ def load_pipeline(spec: str | Path, manager: PluginManager | None = None) -> Pip
     return parse_config(_yaml(entry.read_text(), entry.resource), f"preset {entry.name}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML (no tags that build objects) that refuses a key given twice in a mapping,
+    which plain YAML silently resolves by keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value", key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping
+)
+
+
 def _yaml(text: str, origin: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {problem}", where=where) from None
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            problem = f"{problem} ({context} that starts on line {start.line + 1})"
+        raise ConfigError(
+            f"invalid YAML: {problem}", where=where, fix="fix the file at that line"
+        ) from None
+    _check_size(data, origin)
+    return data
 
 
-def resolve(config: PipelineConfig, manager: PluginManager | None = None) -> dict[str, Any]:
+def _check_size(data: Any, origin: str) -> None:
+    """Refuse a document whose aliases expand it past :data:`MAX_VALUES` values (a
+    "billion laughs" file), counting without expanding."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(
+                f"the config expands to more than {MAX_VALUES} values",
+                where=origin,
+                fix="remove nested YAML aliases (*name) or split the file",
+            )
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def resolve(
+    config: PipelineConfig, manager: PluginManager | None = None, *, need_source: bool = False
+) -> dict[str, Any]:
     """Check every component name and its options against the installed plugins.
 
     Returns the validated options objects by config key path (``inputs.text``,
-    ``fusion``, ``task``, ``transfer.strategies.0``...).
+    ``fusion``, ``task``, ``transfer.strategies.0``...). With ``need_source`` a transfer
+    section must name its source run (``transfuse train`` has no ``--from``).
     """
     from transfuse.plugins import get_plugin_manager
 
@@ -267,11 +369,45 @@ def resolve(config: PipelineConfig, manager: PluginManager | None = None) -> dic
             options.setdefault("path", config.data.path)
         resolved["data"] = source.validate_options(options, "data.options")
     if config.transfer is not None:
+        if need_source and not config.transfer.from_:
+            raise ConfigError(
+                "a transfer needs a source run, and none is given",
+                where="transfer.from",
+                fix="set transfer.from to a finished run directory, or use "
+                "`transfuse transfer PIPELINE --from RUN`",
+            )
+        entries = []
         for i, (name, options) in enumerate(config.transfer.steps()):
             where = f"transfer.strategies.{i}"
             entry = manager.get("strategy", name, where=where)
             resolved[where] = entry.validate_options(options, where)
+            entries.append(entry)
+        _check_strategy_order(entries)
     return resolved
+
+
+def _check_strategy_order(entries: list[Any]) -> None:
+    """Each strategy once; weight-copying strategies before those that act on the weights."""
+    first: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if entry.name in first:
+            raise ConfigError(
+                f"{entry.name} is listed twice (transfer.strategies.{first[entry.name]} and {i})",
+                where=f"transfer.strategies.{i}",
+                fix="give each strategy once, with all its options",
+            )
+        first[entry.name] = i
+    for i, entry in enumerate(entries):
+        if not getattr(entry, "copies_weights", False):
+            continue
+        before = [e.name for e in entries[:i] if not getattr(e, "copies_weights", False)]
+        if before:
+            raise ConfigError(
+                f"{entry.name} copies the source weights, so it cannot come after "
+                f"{', '.join(before)}, which act on the weights it would overwrite",
+                where=f"transfer.strategies.{i}",
+                fix=f"move {entry.name} to the front of transfer.strategies",
+            )
 
 
 def schema() -> dict[str, Any]:

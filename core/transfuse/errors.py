@@ -6,6 +6,8 @@ bug in transfuse (or a plugin) and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -32,6 +34,13 @@ class TransfuseError(Exception):
         self.fix = fix
         super().__init__(self.one_line())
 
+    def within(self, place: str) -> TransfuseError:
+        """The same error, its ``where`` prefixed by an outer place (a file)."""
+        where = place if self.where is None else f"{place}: {self.where}"
+        error = type(self)(self.what, where=where, fix=self.fix)
+        error.__cause__ = self.__cause__
+        return error
+
     def one_line(self) -> str:
         """The message as one line: ``where: what; fix``."""
         text = self.what if self.where is None else f"{self.where}: {self.what}"
@@ -50,6 +59,15 @@ class PluginError(TransfuseError):
 
 class PluginConflictError(PluginError):
     """Two distributions register a component under the same name."""
+
+    #: The clashing entries (set by the plugin manager).
+    entries: list[Any]
+
+    def within(self, place: str) -> TransfuseError:
+        """The same error at an outer place, keeping the clashing entries."""
+        error = super().within(place)
+        error.entries = getattr(self, "entries", [])  # type: ignore[attr-defined]
+        return error
 
 
 class UnknownComponentError(ConfigError):

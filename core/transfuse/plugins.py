@@ -8,7 +8,6 @@ distribution name. The core's own components register through the same hooks.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import types
@@ -60,6 +59,8 @@ class PluginRecord:
     error: str | None = None
     location: str | None = None
     components: list[ComponentEntry] = field(default_factory=list)
+    #: What is wrong with some of its components (a clash of names, a newer core needed).
+    problems: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The record in the ``transfuse plugins --json`` format."""
@@ -71,6 +72,7 @@ class PluginRecord:
             "error": self.error,
             "location": self.location,
             "components": [c.summary() for c in self.components],
+            "problems": list(self.problems),
         }
 
 
@@ -90,6 +92,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginRecord] = {}
         self._components: dict[str, dict[str, ComponentEntry]] | None = None
+        self._unusable: dict[str, dict[str, PluginError]] = {kind: {} for kind in KINDS}
         if builtins:
             from transfuse import builtin
 
@@ -177,9 +180,9 @@ class PluginManager:
     def _collect(self) -> dict[str, dict[str, ComponentEntry]]:
         if self._components is not None:
             return self._components
-        found: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in KINDS}
+        gathered: list[tuple[PluginRecord, str, list[ComponentEntry]]] = []
         for rec in self._records.values():
-            rec.components = []
+            rec.components, rec.problems = [], []
         for kind, hook_name in _HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):  # registration order
@@ -195,32 +198,87 @@ class PluginManager:
                                 f"expected {KINDS[kind].__name__}"
                             )
                 except Exception as exc:
-                    if _strict() or isinstance(exc, PluginConflictError):
+                    if _strict():
                         raise
                     record.status = "failed"
                     record.error = f"{hook_name}: {type(exc).__name__}: {exc}"
                     continue
-                for entry in entries:
-                    entry = entry.with_origin(record.distribution, record.version)
-                    other = found[kind].get(entry.name)
-                    if other is not None:
-                        raise PluginConflictError(
-                            f"{kind} {entry.name!r} is registered twice: by "
-                            f"{other.distribution} {other.version} and by "
-                            f"{entry.distribution} {entry.version}",
-                            fix="uninstall one of them, or block one with "
-                            "TRANSFUSE_DISABLE_PLUGINS",
-                        )
-                    found[kind][entry.name] = entry
-                    record.components.append(entry)
+                gathered.append((record, kind, entries))
         # A plugin whose hook failed contributes nothing, not half of its components.
-        for rec in self._records.values():
-            if rec.status == "failed":
-                for entry in rec.components:
-                    found[entry.kind].pop(entry.name, None)
-                rec.components = []
+        found: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in KINDS}
+        self._unusable = {kind: {} for kind in KINDS}
+        core = _version()
+        for record, _kind, entries in gathered:
+            if record.status != "active":
+                continue
+            for entry in entries:
+                entry = entry.with_origin(record.distribution, record.version)
+                self._add(found, record, entry, core)
         self._components = found
         return found
+
+    def _add(
+        self,
+        found: dict[str, dict[str, ComponentEntry]],
+        record: PluginRecord,
+        entry: ComponentEntry,
+        core: str,
+    ) -> None:
+        """Add one entry, or record why it cannot be used (a newer core, a clash of names)."""
+        kind, name = entry.kind, entry.name
+        needs = _core_mismatch(entry.requires_core, core)
+        if needs is not None:
+            problem = f"{kind} {name!r} {needs}"
+            record.problems.append(problem)
+            error = PluginError(
+                problem,
+                where=f"{entry.distribution} {entry.version}",
+                fix="upgrade transfuse, or install a version of the plugin made for this one",
+            )
+            self._unusable[kind].setdefault(name, error)
+            return
+        clash = self._unusable[kind].get(name)
+        other = found[kind].get(name)
+        if other is None and not isinstance(clash, PluginConflictError):
+            found[kind][name] = entry
+            record.components.append(entry)
+            return
+        if other is not None and "transfuse" in (other.distribution, entry.distribution):
+            # The core's own name stays the core's.
+            core_entry, plugin = (
+                (other, entry) if other.distribution == "transfuse" else (entry, other)
+            )
+            found[kind][name] = core_entry
+            for rec in self._records.values():
+                if rec.distribution == plugin.distribution:
+                    rec.components = [c for c in rec.components if c is not plugin]
+                    rec.problems.append(f"{kind} {name!r} is the core's own; this one is ignored")
+                elif rec.distribution == "transfuse" and core_entry not in rec.components:
+                    rec.components.append(core_entry)
+            return
+        holders = [other] if other is not None else []
+        if isinstance(clash, PluginConflictError):
+            holders = list(clash.entries)
+        holders.append(entry)
+        by = " and by ".join(f"{e.distribution} {e.version}" for e in holders)
+        error = PluginConflictError(
+            f"{kind} {name!r} is registered twice: by {by}",
+            fix="uninstall one of them, or block one with TRANSFUSE_DISABLE_PLUGINS",
+        )
+        error.entries = holders
+        self._unusable[kind][name] = error
+        found[kind].pop(name, None)
+        for rec in self._records.values():
+            if rec.distribution in {e.distribution for e in holders}:
+                rec.components = [c for c in rec.components if (c.kind, c.name) != (kind, name)]
+                others = ", ".join(
+                    f"{e.distribution} {e.version}"
+                    for e in holders
+                    if e.distribution != rec.distribution
+                )
+                problem = f"{kind} {name!r} is also registered by {others}; neither is used"
+                rec.problems = [p for p in rec.problems if not p.startswith(f"{kind} {name!r} ")]
+                rec.problems.append(problem)
 
     def components(self, kind: str) -> dict[str, ComponentEntry]:
         """Every registered component of one kind, by name."""
@@ -235,6 +293,10 @@ class PluginManager:
         for candidate in candidates:
             if candidate in table:
                 return table[candidate]
+        for candidate in candidates:
+            unusable = self._unusable[kind].get(candidate)
+            if unusable is not None:
+                raise unusable.within(where) if where else unusable
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6)
         close += [
             n for n in difflib.get_close_matches(candidates[1], list(table), n=3) if n not in close
@@ -250,8 +312,7 @@ class PluginManager:
 
     def records(self) -> list[PluginRecord]:
         """Every plugin seen: active, disabled and failed."""
-        with contextlib.suppress(PluginConflictError):  # listing still shows both
-            self._collect()
+        self._collect()
         return list(self._records.values())
 
     # -- the other hooks -----------------------------------------------------------
@@ -274,6 +335,28 @@ class PluginManager:
                     f"plugin {impl.plugin_name!r} failed on event {event!r}: {exc}",
                     stacklevel=2,
                 )
+
+
+def _core_mismatch(spec: str | None, core: str) -> str | None:
+    """Why the core version does not satisfy an entry's ``requires_core``, or None."""
+    if not spec:
+        return None
+    try:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover - packaging comes with pip, pytest, matplotlib
+        return f"declares requires_core {spec!r}, which needs the 'packaging' library to check"
+    try:
+        wanted = SpecifierSet(spec)
+    except InvalidSpecifier:
+        return f"declares requires_core {spec!r}, which is not a version specifier"
+    try:
+        version = Version(core)
+    except InvalidVersion:
+        return None  # a source tree without metadata: nothing to compare
+    if wanted.contains(version, prereleases=True):
+        return None
+    return f"needs transfuse{spec}, and this is transfuse {core}"
 
 
 def _version() -> str:

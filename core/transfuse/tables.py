@@ -19,10 +19,16 @@ import pandas as pd
 from transfuse.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from transfuse.config import DataConfig, JoinConfig
+    from transfuse.config import DataConfig, JoinConfig, PipelineConfig
     from transfuse.plugins import PluginManager
 
-__all__ = ["load_frame", "need_columns", "read_table", "resolve_relative_paths"]
+__all__ = [
+    "check_training_rows",
+    "load_frame",
+    "need_columns",
+    "read_table",
+    "resolve_relative_paths",
+]
 
 _SUFFIX_SOURCE = {
     ".csv": "csv",
@@ -170,11 +176,60 @@ def _join(
 
 
 def need_columns(frame: pd.DataFrame, columns: list[str], where: str) -> None:
-    """A DataError naming the first missing column, the config key and the columns there are."""
+    """A DataError listing every missing column, the config key and the columns there are
+    (the closest first, so a misspelling stands out)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"column {missing[0]!r} is not in the table",
-            where=where,
-            fix=f"the table has: {', '.join(map(str, frame.columns))}",
+        import difflib
+
+        have = [str(c) for c in frame.columns]
+        close = [m for c in missing for m in difflib.get_close_matches(str(c), have, n=1)]
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        shown = ", ".join(have[:30]) + (f" and {len(have) - 30} more" if len(have) > 30 else "")
+        what = (
+            f"column {missing[0]!r} is not in the table"
+            if len(missing) == 1
+            else f"columns {', '.join(map(repr, missing))} are not in the table"
         )
+        raise DataError(what, where=where, fix=f"{hint}the table has: {shown or 'no columns'}")
+
+
+def check_training_rows(frame: pd.DataFrame, config: PipelineConfig) -> None:
+    """Refuse rows that cannot train the pipeline: none at all, no label in any row, or an
+    input whose columns are empty in every row."""
+    if frame.empty:
+        raise DataError(
+            "the table has no rows", where="data", fix="check data.path / data.where, or --data"
+        )
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise DataError(
+            f"the table has several columns named {', '.join(map(repr, repeated))}",
+            where="data",
+            fix="rename or drop the repeated columns",
+        )
+    target = config.task.target
+    if target in frame.columns and frame[target].isna().all():
+        raise DataError(
+            f"no row has a label in column {target!r}",
+            where="task.target",
+            fix="give labelled rows, or point task.target at the label column",
+        )
+    for name, spec in config.inputs.items():
+        columns = [c for c in spec.column_list if c in frame.columns]
+        if columns and all(_all_missing(frame[c]) for c in columns):
+            label = "column" if len(columns) == 1 else "columns"
+            raise DataError(
+                f"{label} {', '.join(map(repr, columns))} of input {name!r} "
+                f"{'is' if len(columns) == 1 else 'are'} empty in every row",
+                where=f"inputs.{name}",
+                fix="fill the column, or remove the input from the pipeline",
+            )
+
+
+def _all_missing(values: pd.Series) -> bool:
+    if values.isna().all():
+        return True
+    if values.dtype.kind in "OSU" or pd.api.types.is_string_dtype(values):
+        return bool(values.map(lambda v: isinstance(v, str) and not v.strip()).all())
+    return False

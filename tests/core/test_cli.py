@@ -105,3 +105,53 @@ def test_no_placeholder_commands():
 def test_module_entry_point_runs():
     assert Path(sys.executable).exists()
     assert run("--version").returncode == 0
+
+
+CLAIMS_TIMM = """
+from transfuse import hookimpl, EncoderEntry
+
+@hookimpl
+def transfuse_encoders():
+    return [EncoderEntry(name="image.clash", modality="image", factory="{module}:E",
+                         description="One of two claiming image.clash.")]
+"""
+
+NEEDS_NEWER = """
+from transfuse import hookimpl, EncoderEntry
+
+@hookimpl
+def transfuse_encoders():
+    return [EncoderEntry(name="text.future", modality="text", factory="future_plugin:E",
+                         description="Needs a newer core.", requires_core=">=99")]
+"""
+
+
+def test_plugins_says_what_is_wrong_with_each_broken_plugin(fake_dists, tmp_path):
+    fake_dists("broken-plugin", "broken_plugin", RAISES)
+    fake_dists("clash-a", "clash_a", CLAIMS_TIMM.format(module="clash_a"), version="1.0")
+    fake_dists("clash-b", "clash_b", CLAIMS_TIMM.format(module="clash_b"), version="2.0")
+    site = fake_dists("future-plugin", "future_plugin", NEEDS_NEWER, version="3.0")
+    result = run("plugins", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "broken-plugin 1.0 [failed]" in out and "error: RuntimeError: broken plugin" in out
+    assert "problem: encoder 'image.clash' is also registered by clash-b 2.0" in out
+    assert "problem: encoder 'image.clash' is also registered by clash-a 1.0" in out
+    assert "problem: encoder 'text.future' needs transfuse>=99, and this is transfuse" in out
+    assert "fusion.attention" in out  # the core still lists its components
+
+
+def test_using_a_clashing_name_exits_2_naming_both(fake_dists, tmp_path):
+    fake_dists("clash-a", "clash_a", CLAIMS_TIMM.format(module="clash_a"), version="1.0")
+    site = fake_dists("clash-b", "clash_b", CLAIMS_TIMM.format(module="clash_b"), version="2.0")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\ntask: {type: binary, target: y}\n"
+        "inputs: {scan: {encoder: image.clash, column: x}}\n",
+        "utf-8",
+    )
+    result = run("config", "validate", str(path), env={"PYTHONPATH": str(site)})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "inputs.scan.encoder: encoder 'image.clash' is registered twice" in result.stderr
+    assert "clash-a 1.0" in result.stderr and "clash-b 2.0" in result.stderr

@@ -91,11 +91,76 @@ def test_two_distributions_registering_one_name_is_an_error_naming_both(
     fake_dists("good-plugin", "good_plugin", GOOD, version="1.0")
     site = fake_dists("other-plugin", "other_plugin", SAME_NAME, version="2.5")
     manager = load(site_entry_points, site)
+    assert "image.timm" not in manager.components("encoder")
     with pytest.raises(PluginConflictError) as info:
-        manager.components("encoder")
+        manager.get("encoder", "image.timm", where="inputs.scan.encoder")
     message = str(info.value)
     assert "good-plugin 1.0" in message and "other-plugin 2.5" in message
-    assert "image.timm" in message
+    assert "image.timm" in message and message.startswith("inputs.scan.encoder: ")
+
+
+def test_a_name_clash_leaves_the_rest_working_and_both_plugins_say_why(
+    fake_dists, site_entry_points
+):
+    fake_dists("good-plugin", "good_plugin", GOOD, version="1.0")
+    site = fake_dists("other-plugin", "other_plugin", SAME_NAME, version="2.5")
+    manager = load(site_entry_points, site)
+    by_dist = {r.distribution: r for r in manager.records()}
+    assert by_dist["good-plugin"].problems == [
+        "encoder 'image.timm' is also registered by other-plugin 2.5; neither is used"
+    ]
+    assert "good-plugin 1.0" in by_dist["other-plugin"].problems[0]
+    assert manager.get("fusion", "attention").name == "fusion.attention"
+
+
+def test_a_plugin_cannot_take_a_name_from_the_core(register_plugin, transfuse_manager):
+    from transfuse import FusionEntry
+
+    def transfuse_fusions():
+        return [FusionEntry(name="fusion.concat", factory="m:F", description="mine")]
+
+    register_plugin(make_module("squatter", transfuse_fusions=transfuse_fusions))
+    assert transfuse_manager.get("fusion", "concat").distribution == "transfuse"
+    record = next(r for r in transfuse_manager.records() if r.name == "squatter")
+    assert "is the core's own" in record.problems[0]
+
+
+NEEDS_NEWER = """
+from transfuse import hookimpl, EncoderEntry
+
+@hookimpl
+def transfuse_encoders():
+    return [EncoderEntry(name="text.future", modality="text", factory="future_plugin:Enc",
+                         description="Needs a newer core.", requires_core=">=99.0"),
+            EncoderEntry(name="text.today", modality="text", factory="future_plugin:Enc",
+                         description="Works with this core.", requires_core=">=0.1")]
+"""
+
+
+def test_an_entry_that_needs_a_newer_core_is_listed_and_refused_when_used(
+    fake_dists, site_entry_points
+):
+    site = fake_dists("future-plugin", "future_plugin", NEEDS_NEWER, version="3.0")
+    manager = load(site_entry_points, site)
+    record = next(r for r in manager.records() if r.distribution == "future-plugin")
+    assert record.status == "active" and [c.name for c in record.components] == ["text.today"]
+    assert len(record.problems) == 1 and "needs transfuse>=99.0" in record.problems[0]
+    with pytest.raises(PluginError, match=r"inputs\.t\.encoder: future-plugin 3\.0: .*>=99\.0"):
+        manager.get("encoder", "text.future", where="inputs.t.encoder")
+
+
+def test_an_invalid_requires_core_is_a_listed_problem(register_plugin, transfuse_manager):
+    def transfuse_encoders():
+        return [
+            EncoderEntry(
+                name="text.odd", modality="text", factory="m:E", description="", requires_core="new"
+            )
+        ]
+
+    register_plugin(make_module("odd", transfuse_encoders=transfuse_encoders))
+    record = next(r for r in transfuse_manager.records() if r.name == "odd")
+    assert "not a version specifier" in record.problems[0]
+    assert "text.odd" not in transfuse_manager.components("encoder")
 
 
 def test_an_unknown_name_suggests_the_closest(fake_dists, site_entry_points):
@@ -188,7 +253,7 @@ def test_pipelines_hook_reads_a_preset_from_package_data(register_plugin, transf
     register_plugin(make_module("presets", transfuse_pipelines=transfuse_pipelines))
     entry = transfuse_manager.get("pipeline", "demo-preset")
     assert entry.read_text() == ""  # py.typed is empty: read through importlib.resources
-    with pytest.raises(Exception, match="a pipeline config must be a mapping"):
+    with pytest.raises(Exception, match="demo-preset: the config is empty"):
         load_pipeline("demo-preset", transfuse_manager)
 
 
