@@ -1,4 +1,4 @@
-"""The built-in fusion modules: concat, gated, attention, low-rank and late fusion.
+"""The built-in fusion modules: concat, gated, attention, low-rank, late fusion and stacking.
 
 Each takes the inputs' embeddings and a per-input presence mask and returns one vector
 per row. A modality a row lacks never influences that row's output (its embedding is
@@ -19,7 +19,9 @@ from transfuse.bases import Fusion
 from transfuse.errors import ConfigError
 
 if TYPE_CHECKING:
-    from transfuse.builtin import AttentionOptions, FusionOptions, LowRankOptions
+    from collections.abc import Callable
+
+    from transfuse.builtin import AttentionOptions, FusionOptions, LowRankOptions, StackOptions
     from transfuse.device import DeviceManager
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "GatedFusion",
     "LateFusion",
     "LowRankFusion",
+    "StackFusion",
     "drop_modalities",
     "projection",
 ]
@@ -85,6 +88,13 @@ class _MaskedFusion(Fusion):
 
         An input absent from ``present`` counts as present in every row.
         """
+        mask = self.observed(embeddings, present)
+        if self.training:
+            mask = drop_modalities(mask, self.options.modality_dropout)
+        return mask
+
+    def observed(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Bool ``[B, M]``: which rows have which input (no modality dropout)."""
         first = embeddings[self.names[0]]
         rows = first.shape[0]
         columns = [
@@ -93,10 +103,7 @@ class _MaskedFusion(Fusion):
             else torch.ones(rows, dtype=torch.bool, device=first.device)
             for name in self.names
         ]
-        mask = torch.stack(columns, dim=1)
-        if self.training:
-            mask = drop_modalities(mask, self.options.modality_dropout)
-        return mask
+        return torch.stack(columns, dim=1)
 
     def masked(self, embeddings: Mapping[str, Tensor], mask: Tensor) -> list[Tensor]:
         """Each input's embedding with the rows that lack it set to zero (in input order)."""
@@ -254,3 +261,75 @@ class LateFusion(_MaskedFusion):
         weights = mask.to(logits.dtype)[:, :, None]
         count = weights.sum(dim=1).clamp(min=1.0)
         return (logits * weights).sum(dim=1) / count + self.bias
+
+
+class StackFusion(_MaskedFusion):
+    """Stacking with per-modality heads that are trained on their own (residual late fusion).
+
+    Each input has a head (projection + linear) whose logits are trained with an auxiliary
+    loss of their own (``aux_weight``), so a weak modality's head learns what it can even
+    when a strong one would win the joint loss alone (the "greedy learner" / modality
+    competition effect, Wu et al. 2022; Du et al. 2023). The fused logits are a learned
+    weighted sum of the present heads' logits plus a small interaction MLP over the
+    projected embeddings that starts at zero (a residual on top of the sum). With
+    ``detach`` the fused loss trains only the combination, not the heads (pure stacking).
+    Modality dropout applies to the combination, never to the heads' own losses.
+    """
+
+    options: StackOptions
+    produces_logits = True
+
+    def __init__(self, options: StackOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        dim, p, k, m = options.dim, options.dropout, self.num_outputs, len(self.names)
+        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
+        self.heads = nn.ModuleDict({n: nn.Linear(dim, k) for n in self.input_dims})
+        self.weights = nn.Parameter(torch.ones(m, k))
+        self.bias = nn.Parameter(torch.zeros(k))
+        self.interaction: nn.Module | None = None
+        if options.interaction and m > 1:
+            last = nn.Linear(dim, k)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.interaction = nn.Sequential(
+                nn.Linear(m * dim + m, dim), nn.GELU(), nn.Dropout(p), last
+            )
+        self.output_dim = k
+        self._unimodal: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, num_outputs]`` logits: weighted sum of the present heads' logits + interaction."""
+        observed = self.observed(embeddings, present)
+        h = self.projected(embeddings, observed)  # [B, M, dim], zero where missing
+        logits = torch.stack([self.heads[n](x) for n, x in zip(self.names, h.unbind(1))], dim=1)
+        if self.training:
+            self._unimodal = (logits, observed)
+        mask = (
+            drop_modalities(observed, self.options.modality_dropout) if self.training else observed
+        )
+        if self.options.detach:
+            logits, h = logits.detach(), h.detach()
+        weights = mask.to(logits.dtype)[:, :, None]
+        fused = (logits * self.weights.to(logits.dtype) * weights).sum(dim=1) + self.bias
+        if self.interaction is not None:
+            kept = h * weights
+            fused = fused + self.interaction(torch.cat([kept.flatten(1), weights[:, :, 0]], dim=1))
+        return fused
+
+    def auxiliary_loss(
+        self, target: Tensor, loss: Callable[[Tensor, Tensor], Tensor]
+    ) -> Tensor | None:
+        """``aux_weight`` x the sum over inputs of each head's own loss on the rows that
+        have that input (from the last training forward pass); ``None`` when there is none."""
+        if self._unimodal is None or self.options.aux_weight <= 0:
+            return None
+        logits, observed = self._unimodal
+        self._unimodal = None
+        terms = [
+            loss(logits[observed[:, i], i], target[observed[:, i]])
+            for i in range(len(self.names))
+            if bool(observed[:, i].any())
+        ]
+        if not terms:
+            return None
+        return self.options.aux_weight * torch.stack(terms).sum()

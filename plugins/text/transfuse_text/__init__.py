@@ -1,4 +1,4 @@
-"""transfuse-text: text encoders (sentence-transformers models, a hashed bag of words).
+"""transfuse-text: text encoders (sentence-transformers models, TF-IDF, a hashed bag of words).
 
 Importing this module is light: it registers entries whose factories are lazy strings, so
 torch and sentence-transformers load only when an encoder is built.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from transfuse import EncoderEntry, hookimpl
-from transfuse_text.options import BagOfWordsOptions, SentenceTransformerOptions
+from transfuse_text.options import BagOfWordsOptions, SentenceTransformerOptions, TfidfOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BagOfWordsOptions",
     "SentenceTransformerOptions",
+    "TfidfOptions",
     "transfuse_encoders",
     "transfuse_infer_modality",
 ]
@@ -42,6 +43,14 @@ def transfuse_encoders() -> list[EncoderEntry]:
             factory="transfuse_text.bow:BagOfWordsEncoder",
             options=BagOfWordsOptions,
             description="A trainable hashed-token EmbeddingBag; no pretrained model needed.",
+        ),
+        EncoderEntry(
+            name="text.tfidf",
+            modality="text",
+            factory="transfuse_text.tfidf:TfidfEncoder",
+            options=TfidfOptions,
+            description="Fitted word + character n-gram TF-IDF into a trainable linear layer "
+            "(the TF-IDF + logistic regression baseline, inside the model).",
         ),
     ]
 

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from transfuse import Options
 
-__all__ = ["BagOfWordsOptions", "SentenceTransformerOptions"]
+__all__ = ["BagOfWordsOptions", "SentenceTransformerOptions", "TfidfOptions"]
 
 
 class SentenceTransformerOptions(Options):
@@ -48,3 +48,32 @@ class BagOfWordsOptions(Options):
         default=128, ge=1, description="Distinct hashed tokens kept per text (most frequent)."
     )
     lowercase: bool = Field(default=True, description="Lower-case before hashing.")
+
+
+class TfidfOptions(Options):
+    """Options of ``text.tfidf``."""
+
+    dim: int = Field(
+        default=16, ge=1, description="Width of the embedding (columns of the linear layer)."
+    )
+    word_ngrams: int = Field(
+        default=2, ge=0, le=3, description="Word n-grams up to this length (0: none)."
+    )
+    char_ngrams: int = Field(
+        default=5,
+        ge=0,
+        le=6,
+        description="Character n-grams (within word boundaries) from 2 up to this length "
+        "(0: none).",
+    )
+    min_df: int = Field(
+        default=2, ge=1, description="Keep terms seen in at least this many training texts."
+    )
+    max_features: int = Field(
+        default=100_000, ge=16, description="Most frequent terms kept, per kind (word, char)."
+    )
+    max_terms: int = Field(
+        default=1024, ge=1, description="Terms kept per text (the largest TF-IDF weights)."
+    )
+    sublinear_tf: bool = Field(default=True, description="Use 1 + log(count) as term frequency.")
+    lowercase: bool = Field(default=True, description="Lower-case before counting.")

@@ -175,6 +175,28 @@ class SentenceTransformerEncoder(Encoder):
         """Missing: None/NaN or a blank string."""
         return missing_texts(values)
 
+    def lengths(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
+        """Tokens per row, special tokens included and capped at ``max_length``: the cost
+        estimate for length-sorted batches (one fast-tokenizer pass, no padding)."""
+        import numpy as np
+
+        texts = to_texts(values)
+        tokenizer = getattr(self.transformer, "tokenizer", None)
+        if tokenizer is None:  # a model without a tokenizer we can ask: characters
+            return np.minimum(np.array([len(t) for t in texts], dtype=np.int64), self.max_length)
+        out = np.zeros(len(texts), dtype=np.int64)
+        step = 8192  # bounded lists of token ids, however many rows
+        for start in range(0, len(texts), step):
+            ids = tokenizer(
+                texts[start : start + step],
+                truncation=True,
+                max_length=self.max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            out[start : start + len(ids)] = [len(row) for row in ids]
+        return out
+
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """Tokenize, padded to ``max_length`` so rows of different batches stack."""
         texts = to_texts(values)
@@ -212,20 +234,23 @@ class SentenceTransformerEncoder(Encoder):
         return embedding
 
     def embed(self, values: pd.Series | pd.DataFrame) -> Tensor:
-        """Host float32 ``[N, output_dim]`` embeddings, ``batch_size`` rows per pass."""
+        """Host float32 ``[N, output_dim]`` embeddings in row order, computed ``batch_size``
+        rows per pass in length-sorted batches (longest first, as sentence-transformers)."""
         device = self.device_manager
         size = self.options.batch_size
+        order = torch.from_numpy(self.lengths(values)).argsort(descending=True, stable=True)
+        out = torch.empty(len(values), self.output_dim)
         was_training = self.training
         self.eval()
-        chunks = []
         try:
             with device.inference():
                 for start in range(0, len(values), size):
-                    batch = device.move(self.prepare(values.iloc[start : start + size]))
-                    chunks.append(self(batch).float().cpu())
+                    rows = order[start : start + size]
+                    batch = device.move(self.prepare(values.iloc[rows.numpy()]))
+                    out[rows] = self(batch).float().cpu()
         finally:
             self.train(was_training)
-        return torch.cat(chunks) if chunks else torch.empty(0, self.output_dim)
+        return out
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"backbone": [...]}`` when fine-tuning, so strategies can give it a smaller lr."""
