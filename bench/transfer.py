@@ -1,30 +1,29 @@
-"""Benchmark (not a test): does transfer help on real credit data, and by how much?
+"""Benchmark (not a test): does transfer beat the unchanged source model and pooled
+LightGBM on real credit data, on test splits nobody tuned on?
 
-The LendingClub purpose shift (``finance.lending-club``, 2018Q1, label ``high_risk`` =
-grade D-G). Source: the 7,393 debt-consolidation and credit-card loans. Target: the 2,607
-loans for every other purpose. Inputs: the 40 applicant-table columns of the
-``lending-club-source`` preset (what is known at application), for every model alike.
+Two pairs of domains, one protocol:
 
-Protocol (issue 6):
+- ``purpose``: LendingClub 2018Q1 (``finance.lending-club``), label ``high_risk`` (grade
+  D-G). Source: the 7,393 debt-consolidation and credit-card loans; target: the 2,607
+  loans for every other purpose; the 40 applicant columns of ``lending-club-source``.
+- ``cross-schema``: source the 10,000 2018 loans (label ``high_risk``), target the 9,857
+  2016 loans of ``finance.lending-club-modeldata`` (label ``bad``, 5%); the networks read
+  the 9 fields both extracts share, the target-only baselines every 2016 field.
 
-- a fixed stratified 30% target test split (``--split-seed``), never used for a choice;
-- labelled target budgets n in {50, 100, 200, 500, all} drawn from the other 70%;
-  10 seeds for n <= 200 and 5 above, each seed redrawing the labelled rows (stratified)
-  and the initialisation; networks stop early on 20% of the budget, nothing else is tuned;
-- baselines on the same rows: logistic regression and LightGBM on the target rows only,
-  LightGBM on all source rows plus the target rows with a domain flag, each network
-  trained from scratch, and each source network applied unchanged;
-- transfer: the source network (trained once per split on the source rows) moved to the
-  target by ``transfuse.transfer`` with the strategies listed in ``TRANSFERS``;
-- metrics on the target test rows: ROC-AUC, KS, PR-AUC, Brier; the paired AUC difference
-  of the best transfer against the best baseline, and against pooled LightGBM, with a
-  bootstrap 95% interval (test rows and seeds resampled together).
+Protocol: for each ``--split-seeds`` value a stratified 30% target test split, never used
+for a choice; label budgets drawn stratified from the other 70%, ``--seeds`` draws each
+(redrawing rows and initialisation). Every arm is fixed before it runs; the headline is
+ONE recipe, ``RECIPE``: the source ``tabular.gbdt`` network moved by ``transfuse.transfer``
+with ``[layer-map, stack]`` (its penalty chosen by repeated k-fold on the budget's rows).
+The two bars: the source network unchanged and LightGBM pooled (source + budget rows, a
+domain flag). Metrics on the target test rows; paired AUC differences with a bootstrap 95%
+interval over test rows and seeds of every split.
 
-    python bench/transfer.py                                  # the full table (~30 min)
-    python bench/transfer.py --budgets 50 200 --max-seeds 3   # a quick look
-    python bench/transfer.py --split-seed 1 --budgets 50 100 200 500   # another split
-    python bench/transfer.py --json out.json                  # also every score, as JSON
-    python bench/transfer.py --tables out.json                # the tables of a saved run
+    python bench/transfer.py                                   # defaults (~20 min, 2 cores)
+    python bench/transfer.py --pairs purpose --budgets 200 --seeds 2 --split-seeds 100
+    python bench/transfer.py --arms recipe gbdt-finetune mlp-stack --split-seeds 7 8
+    python bench/transfer.py --json out.json                   # also every score, as JSON
+    python bench/transfer.py --tables out.json                 # the tables of a saved run
 """
 
 from __future__ import annotations
@@ -35,15 +34,13 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,310 +51,231 @@ from baselines import (  # bench/ is not a package: imported from its folder
     logistic_scores,
     split_target,
 )
+from transfer_tables import Arm, _aucs, metrics, paired_difference, tables
 
 import transfuse
 from transfuse import get_plugin_manager
 from transfuse.config import load_pipeline
 
+__all__ = ["ARMS", "RECIPE", "Arm", "_aucs", "metrics", "paired_difference"]
+
 LABEL = "high_risk"
 SOURCE_PURPOSES = ["debt_consolidation", "credit_card"]
+NOT_FEATURES = {"loan_id", "emp_title", "loan_purpose", "high_risk", "bad"}
 
-#: The networks: one tabular encoder each, a linear head (``fusion.concat`` of one input).
+#: The networks: one tabular encoder each over the shared columns, a linear head.
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "mlp": ("tabular.mlp", {}),
-    "mlp-ple": ("tabular.mlp", {"numeric_embedding": "ple"}),
     "gbdt": ("tabular.gbdt", {}),
+    "mlp": ("tabular.mlp", {}),
 }
-DEFAULT_FAMILIES = ["mlp", "gbdt"]
-#: The transfer arms per network: strategies in order (names in the ``strategy.`` group).
+STACK = ("stack", {})
 FINETUNE = ("finetune", {"backbone_lr_mult": 0.3})
-REPLAY = ("replay", {"weight": 1.0})
-TRANSFERS: dict[str, dict[str, list[Any]]] = {
-    "mlp": {
-        "finetune": [("layer-map", {}), FINETUNE],
-        "finetune + replay": [("layer-map", {}), FINETUNE, REPLAY],
-    },
-    "mlp-ple": {"finetune": [("layer-map", {}), FINETUNE]},
-    "gbdt": {
-        "source trees, finetune": [("layer-map", {}), FINETUNE],
-        "continue boosting, finetune": [("layer-map", {"gbdt": "continue"}), FINETUNE],
-        "continue boosting, finetune + replay": [
-            ("layer-map", {"gbdt": "continue"}),
-            FINETUNE,
-            REPLAY,
-        ],
-    },
+#: Transfer arms, fixed before any run: id -> (network, label, strategies in order).
+ARMS: dict[str, tuple[str, str, list[Any]]] = {
+    "recipe": ("gbdt", "gbdt: layer-map + stack (the recipe)", [("layer-map", {}), STACK]),
+    "gbdt-finetune": ("gbdt", "gbdt: layer-map + finetune", [("layer-map", {}), FINETUNE]),
+    "gbdt-continue": (
+        "gbdt",
+        "gbdt: continue boosting + finetune",
+        [("layer-map", {"gbdt": "continue"}), FINETUNE],
+    ),
+    "mlp-stack": ("mlp", "mlp: layer-map + stack", [("layer-map", {}), STACK]),
+    "mlp-finetune": ("mlp", "mlp: layer-map + finetune", [("layer-map", {}), FINETUNE]),
 }
+#: Baselines beside the two bars (which always run).
+BASELINES = ["lgbm-source", "lgbm-target", "logistic-target"]
+DEFAULT_ARMS = ["recipe", "gbdt-finetune", "mlp-stack", *BASELINES]
+RECIPE = ARMS["recipe"][1]
+BAR_SOURCE, BAR_POOLED = "gbdt source network unchanged", "LightGBM pooled + domain flag"
 TRAIN = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "patience": 6, "progress": False}
 SOURCE_TRAIN = {"epochs": 30, "batch_size": 128, "lr": 1e-3, "patience": 5, "progress": False}
 
 
 # -- data ---------------------------------------------------------------------------------
+@dataclass
+class Pair:
+    """A source domain and a target domain: frames, labels and the columns each model reads."""
+
+    name: str
+    source: pd.DataFrame
+    source_label: str
+    target: pd.DataFrame
+    label: str
+    shared: list[str]  # what the networks and the pooled / source-only LightGBM read
+    target_columns: list[str]  # what the target-only baselines read
+
+
+def _load(name: str) -> pd.DataFrame:
+    entry = get_plugin_manager().get("data_source", name)
+    return entry.load()(entry.validate_options({"progress": False})).load()
+
+
 def load_shift() -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The source rows, the target rows and the feature columns, through the finance plugin."""
-    entry = get_plugin_manager().get("data_source", "finance.lending-club")
-    frame = entry.load()(entry.validate_options({"progress": False})).load()
+    """The purpose shift's source rows, target rows and feature columns."""
+    frame = _load("finance.lending-club")
     features = load_pipeline("lending-club-source").inputs["applicant"].column_list
     in_source = frame["loan_purpose"].isin(SOURCE_PURPOSES)
     return frame[in_source], frame[~in_source], list(features)
 
 
-def network_config(
-    family: str, seed: int, train: dict[str, Any], features: list[str], test_size: float = 0.0
-) -> Any:
-    """A one-input pipeline config: the applicant table through ``family``'s encoder
-    (``test_size``: the rows held out when no test frame is given)."""
+def load_pair(name: str) -> Pair:
+    """``purpose`` or ``cross-schema``, through the finance plugin."""
+    if name == "purpose":
+        source, target, features = load_shift()
+        return Pair(name, source, LABEL, target, LABEL, features, features)
+    source, target = _load("finance.lending-club"), _load("finance.lending-club-modeldata")
+    shared = load_pipeline("lending-club-bad-2016").inputs["applicant"].column_list
+    own = [c for c in target.columns if c not in NOT_FEATURES]
+    return Pair(name, source, LABEL, target, "bad", list(shared), own)
+
+
+def network_config(family: str, label: str, seed: int, train: dict[str, Any],
+                   columns: list[str], test_size: float = 0.0) -> Any:  # fmt: skip
+    """A one-input pipeline: the shared columns through ``family``'s encoder."""
     encoder, options = FAMILIES[family]
     return transfuse.config.parse_config(
         {
             "name": f"bench-{family}",
-            "task": {"type": "binary", "target": LABEL},
+            "task": {"type": "binary", "target": label},
             "data": {"source": "finance.lending-club", "test_size": test_size},
-            "inputs": {"applicant": {"encoder": encoder, "columns": features, "options": options}},
+            "inputs": {"applicant": {"encoder": encoder, "columns": columns, "options": options}},
             "fusion": {"method": "fusion.concat"},
             "train": {**train, "seed": seed, "device": "cpu", "precision": "fp32"},
         }
     )
 
 
-# -- results ------------------------------------------------------------------------------
-@dataclass
-class Arm:
-    """One method at one budget: test scores per seed (one entry if seeds do not matter)."""
-
-    method: str
-    kind: str  # "baseline" or "transfer"
-    scores: list[np.ndarray] = field(default_factory=list)
-
-
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC-AUC, KS, PR-AUC and Brier of probabilities ``p`` on labels ``y``."""
-    fpr, tpr, _ = roc_curve(y, p)
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "ks": float(np.max(tpr - fpr)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "brier": float(brier_score_loss(y, np.clip(p, 0, 1))),
-    }
-
-
-def _aucs(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC-AUC of each row of ``scores`` [S, N] (Mann-Whitney with tied ranks averaged)."""
-    ranks = rankdata(scores, axis=1)
-    pos = y.astype(bool)
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def paired_difference(
-    y: np.ndarray, a: Arm, b: Arm, *, rounds: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean AUC of ``a`` minus ``b`` over seeds, and a bootstrap 95% interval that resamples
-    the test rows and the seeds (paired: seed i of both used the same labelled rows)."""
-    n_seeds = max(len(a.scores), len(b.scores))
-    sa = np.stack([a.scores[i % len(a.scores)] for i in range(n_seeds)])
-    sb = np.stack([b.scores[i % len(b.scores)] for i in range(n_seeds)])
-    point = float(np.mean(_aucs(y, sa) - _aucs(y, sb)))
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(rounds)
-    for r in range(rounds):
-        rows = rng.integers(0, len(y), len(y))
-        while y[rows].min() == y[rows].max():  # pragma: no cover - needs both classes
-            rows = rng.integers(0, len(y), len(y))
-        seeds = rng.integers(0, n_seeds, n_seeds)
-        diffs[r] = np.mean(_aucs(y[rows], sa[seeds][:, rows]) - _aucs(y[rows], sb[seeds][:, rows]))
-    low, high = np.quantile(diffs, [0.025, 0.975])
-    return point, float(low), float(high)
-
-
 # -- the runs -----------------------------------------------------------------------------
-class Bench:
-    """Everything one split needs: frames, fitted source networks, results per budget."""
+class Split:
+    """One pair on one test split: fitted source networks, then every arm per budget."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args = args
-        self.workdir = workdir
-        self.source, target, self.features = load_shift()
-        self.pool, self.test = split_target(target, LABEL, seed=args.split_seed)
-        self.y = self.test[LABEL].to_numpy()
+    def __init__(self, pair: Pair, split_seed: int, arms: list[str], workdir: Path) -> None:
+        self.pair, self.arms, self.workdir = pair, arms, workdir
+        self.pool, self.test = split_target(pair.target, pair.label, seed=split_seed)
+        self.y = self.test[pair.label].to_numpy()
         self.sources: dict[str, Path] = {}
         self.source_scores: dict[str, np.ndarray] = {}
-
-    def log(self, text: str) -> None:
-        print(text, flush=True)
-
-    def fit_sources(self) -> None:
-        """Each network trained once on the source rows, saved, and scored on target test."""
-        for family in self.args.families:
-            started = time.perf_counter()
-            cfg = network_config(family, 0, SOURCE_TRAIN, self.features, test_size=0.1)
-            pipe = transfuse.Pipeline.from_config(cfg).fit(self.source)
-            self.sources[family] = pipe.save(self.workdir / f"source-{family}")
+        families = {"gbdt"} | {ARMS[a][0] for a in arms if a in ARMS}
+        for family in sorted(families):
+            cfg = network_config(family, pair.source_label, 0, SOURCE_TRAIN, pair.shared, 0.1)
+            pipe = transfuse.Pipeline.from_config(cfg).fit(pair.source)
+            self.sources[family] = pipe.save(workdir / f"source-{pair.name}-{family}")
             self.source_scores[family] = pipe.predict_scores(self.test)[:, -1]
-            auc = roc_auc_score(self.y, self.source_scores[family])
-            self.log(f"source {family:8s} target test AUC {auc:.3f} "
-                     f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+            log(f"  source {family} network on the target test rows: AUC "
+                f"{roc_auc_score(self.y, self.source_scores[family]):.3f}")  # fmt: skip
+        self.lgbm_source = lightgbm_scores(
+            pair.source, pair.source[pair.source_label], self.test, pair.shared, 0
+        )
 
-    def seeds(self, budget: int | None) -> list[int]:
-        count = 10 if budget is not None and budget <= 200 else 5
-        return list(range(min(count, self.args.max_seeds or count)))
-
-    def run_budget(self, budget: int | None) -> list[Arm]:
-        """Every method at one budget, every seed."""
-        arms: dict[str, Arm] = {}
+    def run(self, budget: int, seeds: int) -> list[Arm]:
+        """Every selected arm at one budget, for each seed."""
+        pair, found = self.pair, {}
 
         def add(method: str, kind: str, scores: np.ndarray) -> None:
-            arms.setdefault(method, Arm(method, kind)).scores.append(np.asarray(scores, float))
+            found.setdefault(method, Arm(method, kind)).scores.append(np.asarray(scores, float))
 
-        for family in self.args.families:
-            add(f"{family}, source unchanged", "baseline", self.source_scores[family])
-        pooled_source = self.source.assign(**{DOMAIN: 0})
-        for seed in self.seeds(budget):
+        add(BAR_SOURCE, "bar", self.source_scores["gbdt"])
+        if "mlp" in self.source_scores:
+            add("mlp source network unchanged", "baseline", self.source_scores["mlp"])
+        if "lgbm-source" in self.arms:
+            add("LightGBM source only", "baseline", self.lgbm_source)
+        source = pair.source.assign(**{DOMAIN: 0, "_y": pair.source[pair.source_label]})
+        for seed in range(seeds):
             started = time.perf_counter()
-            rows = budget_sample(self.pool, LABEL, budget, seed)
-            y = rows[LABEL]
-            add("logistic, target only", "baseline",
-                logistic_scores(rows, y, self.test, self.features, seed))  # fmt: skip
-            add("LightGBM, target only", "baseline",
-                lightgbm_scores(rows, y, self.test, self.features, seed))  # fmt: skip
-            pooled = pd.concat([pooled_source, rows.assign(**{DOMAIN: 1})], ignore_index=True)
-            add("LightGBM, pooled + domain flag", "baseline",
-                lightgbm_scores(pooled, pooled[LABEL], self.test.assign(**{DOMAIN: 1}),
-                                [*self.features, DOMAIN], seed))  # fmt: skip
-            for family in self.args.families:
-                cfg = network_config(family, seed, TRAIN, self.features)
-                scratch = transfuse.Pipeline.from_config(cfg).fit(rows, self.test)
-                add(f"{family}, scratch", "baseline", scratch.predict_scores(self.test)[:, -1])
-                for arm, steps in TRANSFERS[family].items():
-                    moved = transfuse.transfer(
-                        cfg, self.sources[family], steps, data=rows, test=self.test,
-                        source_data=self.source,  # the source run's own rows, no target rows
-                    ).pipeline  # fmt: skip
-                    add(f"{family}, transfer: {arm}", "transfer",
-                        moved.predict_scores(self.test)[:, -1])  # fmt: skip
+            rows = budget_sample(self.pool, pair.label, budget, seed)
+            y = rows[pair.label]
+            pooled = pd.concat([source, rows.assign(**{DOMAIN: 1, "_y": y})], ignore_index=True)
+            add(BAR_POOLED, "bar", lightgbm_scores(pooled, pooled["_y"],
+                self.test.assign(**{DOMAIN: 1}), [*pair.shared, DOMAIN], seed))  # fmt: skip
+            if "lgbm-target" in self.arms:
+                add("LightGBM target only", "baseline",
+                    lightgbm_scores(rows, y, self.test, pair.target_columns, seed))  # fmt: skip
+            if "logistic-target" in self.arms:
+                add("logistic target only", "baseline",
+                    logistic_scores(rows, y, self.test, pair.target_columns, seed))  # fmt: skip
+            for arm in (a for a in self.arms if a in ARMS):
+                family, method, steps = ARMS[arm]
+                cfg = network_config(family, pair.label, seed, TRAIN, pair.shared)
+                moved = transfuse.transfer(cfg, self.sources[family], steps, data=rows,
+                                           test=self.test, shift=False).pipeline  # fmt: skip
+                add(method, "transfer", moved.predict_scores(self.test)[:, -1])
+            shown = [a for a in found.values() if a.kind != "bar" or a.method == BAR_POOLED]
             line = "  ".join(
-                f"{a.method.split(',')[0][:8]}{'*' if a.kind == 'transfer' else ''}"
-                f" {roc_auc_score(self.y, a.scores[-1]):.3f}"
-                for a in arms.values()
-                if "unchanged" not in a.method
+                f"{a.method[:14]} {roc_auc_score(self.y, a.scores[-1]):.3f}" for a in shown
             )
-            self.log(f"n={budget or 'all'} seed {seed} ({time.perf_counter() - started:.0f} s): "
-                     f"{line}")  # fmt: skip
-        return list(arms.values())
+            log(f"  n={budget} seed {seed} ({time.perf_counter() - started:.0f} s): {line}")
+        return list(found.values())
 
 
-# -- the tables -----------------------------------------------------------------------------
-def summary(y: np.ndarray, arms: Sequence[Arm]) -> dict[str, dict[str, float]]:
-    """Mean and std of each metric over seeds, per method."""
-    out = {}
-    for arm in arms:
-        per_seed = [metrics(y, s) for s in arm.scores]
-        row = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
-        row["roc_auc_std"] = float(np.std([m["roc_auc"] for m in per_seed]))
-        row["seeds"] = len(arm.scores)
-        out[arm.method] = row
-    return out
+def log(text: str) -> None:
+    print(text, flush=True)
 
 
-def tables(y: np.ndarray, results: dict[str, list[Arm]], rounds: int) -> str:
-    """The Markdown tables: AUC per budget, the other metrics, the paired differences."""
-    budgets = list(results)
-    stats = {b: summary(y, arms) for b, arms in results.items()}
-    methods = list(dict.fromkeys(a.method for arms in results.values() for a in arms))
-    kinds = {a.method: a.kind for arms in results.values() for a in arms}
+def shift_summary(pair: Pair) -> str:
+    """The domain-shift section a transfer report would show for this pair."""
+    from transfuse.shift import domain_shift
 
-    def grid(title: str, cell: Any, star: bool = False) -> list[str]:
-        out = [title, "", "| method | " + " | ".join(f"n={b}" for b in budgets) + " |"]
-        out.append("| --- |" + " ---: |" * len(budgets))
-        for method in methods:
-            cells = [cell(stats[b][method]) if method in stats[b] else "" for b in budgets]
-            mark = " *" if star and kinds[method] == "transfer" else ""
-            out.append(f"| {method}{mark} | " + " | ".join(cells) + " |")
-        return out
+    return domain_shift(pair.source, pair.target, pair.shared).to_markdown(top=5)
 
-    lines = grid(
-        "ROC-AUC on the target test rows, mean ± std over seeds (* transfer):",
-        lambda s: f"{s['roc_auc']:.3f} ± {s['roc_auc_std']:.3f}",
-        star=True,
-    )
-    other = grid(
-        "KS / PR-AUC / Brier, mean over seeds:",
-        lambda s: f"{s['ks']:.3f} / {s['pr_auc']:.3f} / {s['brier']:.3f}",
-    )
-    lines += ["", *other]
-    lines += ["", "Paired ROC-AUC difference, best transfer minus a baseline (bootstrap 95%):", ""]
-    lines += ["| n | best transfer | best baseline | difference | vs LightGBM pooled |"]
-    lines += ["| --- | --- | --- | ---: | ---: |"]
-    for b, arms in results.items():
-        best_t = max((a for a in arms if a.kind == "transfer"),
-                     key=lambda a: stats[b][a.method]["roc_auc"])  # fmt: skip
-        best_b = max((a for a in arms if a.kind == "baseline"),
-                     key=lambda a: stats[b][a.method]["roc_auc"])  # fmt: skip
-        pooled = next(a for a in arms if a.method == "LightGBM, pooled + domain flag")
-        d, lo, hi = paired_difference(y, best_t, best_b, rounds=rounds)
-        dp, lop, hip = paired_difference(y, best_t, pooled, rounds=rounds)
-        lines.append(f"| {b} | {best_t.method} | {best_b.method} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                     f" | {dp:+.3f} [{lop:+.3f}, {hip:+.3f}] |")  # fmt: skip
-    lines += ["", "Each transfer minus LightGBM pooled + domain flag, paired (bootstrap 95%):", ""]
-    lines += ["| transfer | " + " | ".join(f"n={b}" for b in budgets) + " |"]
-    lines += ["| --- |" + " ---: |" * len(budgets)]
-    for method in (m for m in methods if kinds[m] == "transfer"):
-        cells = []
-        for arms in results.values():
-            arm = next((a for a in arms if a.method == method), None)
-            pooled = next(a for a in arms if a.method == "LightGBM, pooled + domain flag")
-            if arm is None:
-                cells.append("")
-                continue
-            d, lo, hi = paired_difference(y, arm, pooled, rounds=rounds)
-            cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+def print_tables(saved: dict[str, Any], rounds: int) -> None:
+    for name, block in saved["pairs"].items():
+        labels = {int(s): np.asarray(y) for s, y in block["labels"].items()}
+        results = {b: {int(s): [Arm(a["method"], a["kind"], [np.asarray(x) for x in a["scores"]])
+                                for a in arms] for s, arms in per.items()}
+                   for b, per in block["results"].items()}  # fmt: skip
+        print(f"\n## {name}\n")
+        if block.get("shift"):
+            print(block["shift"] + "\n")
+        print(tables(labels, results, recipe=RECIPE, bars=[BAR_SOURCE, BAR_POOLED],
+                     rounds=rounds))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", nargs="+", default=["50", "100", "200", "500", "all"])
-    parser.add_argument("--families", nargs="+", default=DEFAULT_FAMILIES, choices=list(FAMILIES))
-    parser.add_argument("--max-seeds", type=int, help="at most this many seeds per budget")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the test split")
+    parser.add_argument("--pairs", nargs="+", default=["purpose", "cross-schema"],
+                        choices=["purpose", "cross-schema"])  # fmt: skip
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=[*ARMS, *BASELINES])
+    budgets_help = "label budgets (default: 50 200 500 purpose, 200 cross-schema)"
+    parser.add_argument("--budgets", nargs="+", type=int, help=budgets_help)
+    parser.add_argument("--seeds", type=int, default=5, help="draws of the labelled rows")
+    parser.add_argument("--split-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap rounds")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--no-shift", action="store_true", help="skip the domain-shift summary")
     parser.add_argument("--json", type=Path, help="also write every test score here")
     parser.add_argument("--tables", type=Path, help="only print the tables of a --json file")
     args = parser.parse_args()
     if args.tables:
-        saved = json.loads(args.tables.read_text("utf-8"))
-        results = {b: [Arm(a["method"], a["kind"], [np.asarray(s) for s in a["scores"]])
-                       for a in arms] for b, arms in saved["results"].items()}  # fmt: skip
-        print(tables(np.asarray(saved["labels"]), results, args.bootstrap))
+        print_tables(json.loads(args.tables.read_text("utf-8")), args.bootstrap)
         return
     import torch
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
     started = time.perf_counter()
+    saved: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "pairs": {}}
     with tempfile.TemporaryDirectory(prefix="transfuse-bench-") as tmp:
-        bench = Bench(args, Path(tmp))
-        bench.log(f"source {len(bench.source)} rows, target pool {len(bench.pool)}, target test "
-                  f"{len(bench.test)} ({bench.y.mean():.1%} high risk), split seed "
-                  f"{args.split_seed}")  # fmt: skip
-        bench.fit_sources()
-        results = {}
-        for b in args.budgets:
-            results[b] = bench.run_budget(None if b == "all" else int(b))
-    print()
-    print(tables(bench.y, results, args.bootstrap))
+        for name in args.pairs:
+            pair = load_pair(name)
+            budgets = args.budgets or ([50, 200, 500] if name == "purpose" else [200])
+            block: dict[str, Any] = {"labels": {}, "results": {str(b): {} for b in budgets}}
+            block["shift"] = "" if args.no_shift else shift_summary(pair)
+            for split_seed in args.split_seeds:
+                log(f"{name}, split seed {split_seed}")
+                split = Split(pair, split_seed, args.arms, Path(tmp))
+                block["labels"][str(split_seed)] = split.y.tolist()
+                for b in budgets:
+                    arms = split.run(b, args.seeds)
+                    block["results"][str(b)][str(split_seed)] = [
+                        {"method": a.method, "kind": a.kind,
+                         "scores": [s.tolist() for s in a.scores]} for a in arms
+                    ]  # fmt: skip
+            saved["pairs"][name] = block
+    print_tables(saved, args.bootstrap)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
     if args.json:
-        payload = {
-            "split_seed": args.split_seed,
-            "labels": bench.y.tolist(),
-            "results": {b: [{"method": a.method, "kind": a.kind,
-                             "scores": [s.tolist() for s in a.scores]} for a in arms]
-                        for b, arms in results.items()},
-        }  # fmt: skip
-        args.json.write_text(json.dumps(payload), "utf-8")
+        args.json.write_text(json.dumps(saved), "utf-8")
 
 
 if __name__ == "__main__":

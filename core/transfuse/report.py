@@ -73,6 +73,7 @@ class ReportData:
     environment: Mapping[str, Any] = field(default_factory=dict)
     transfer: Sequence[str] = ()
     comparison: str = ""
+    shift: str = ""  # the transfer's domain-shift section (transfuse.shift)
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
@@ -248,6 +249,8 @@ def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
         lines += ["## Plots", ""]
         for file, caption in plots.items():
             lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
+    if data.shift:
+        lines += ["## Domain shift: source -> target", "", data.shift, ""]
     if data.comparison:
         lines += ["## Transfer against training from scratch", "", data.comparison, ""]
     if data.transfer:

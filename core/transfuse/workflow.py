@@ -5,6 +5,9 @@ target pipeline, lets each strategy copy, map or freeze parameters before traini
 shape the optimizer and loss during it, trains on the target's labelled rows, evaluates
 on its held-out rows and, with ``baseline="scratch"``, trains the same target pipeline
 from scratch on the same rows and seed so the report can say whether transfer helped.
+Every transferred run's report also has a domain-shift section (``transfuse.shift``):
+per-column PSI between the source rows and the target rows, a domain classifier's AUC and
+the columns that moved most, so a reader can judge whether transfer could pay.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ def transfer(
     source_data: pd.DataFrame | None = None,
     baseline: str | None = None,
     manager: PluginManager | None = None,
+    shift: bool = True,
 ) -> TransferResult:
     """Train ``target`` by transfer from the run in ``source_run``.
 
@@ -119,7 +123,9 @@ def transfer(
     ``data``/``test`` replace the config's data; ``unlabeled`` holds unlabeled target rows
     for the alignment strategies (``coral``, ``dann``), which also use ``source_data``
     (default: the source run's own data, loaded from its config). ``baseline="scratch"``
-    also trains the target from scratch on the same rows and seed.
+    also trains the target from scratch on the same rows and seed. ``shift`` (default on)
+    measures the domain shift for the report (source rows loaded from the source run's
+    config when not given; a note says so when they cannot be).
     """
     from transfuse.pipeline import Pipeline, load
     from transfuse.plugins import get_plugin_manager
@@ -162,6 +168,7 @@ def transfer(
             target_model=model,
             device=pipe.device,
             target_data=splits.train,
+            validation_data=splits.validation,
             unlabeled=unlabeled,
             source_data=source_data,
             epochs=pipe.config.train.epochs,
@@ -191,6 +198,10 @@ def transfer(
         "strategies": [getattr(s, "name", type(s).__name__) for s in instances],
         "loaded_fraction": [r.loaded_fraction for r in result.reports],
     }
+    if shift:
+        measured, text = measure_shift(pipeline, source, source_data, instances, unlabeled)
+        pipeline.metrics["transfer"]["shift"] = measured
+        pipeline.shift = text
     if baseline == "scratch":
         scratch_config = config.model_copy(update={"transfer": None})
         scratch = Pipeline(scratch_config, manager=manager, base_dir=base_dir)
@@ -202,6 +213,48 @@ def transfer(
         }
         pipeline.comparison = comparison_table(result.comparison, split_of(pipeline.metrics))
     return result
+
+
+def measure_shift(
+    pipeline: Pipeline,
+    source: Pipeline,
+    source_data: pd.DataFrame | None,
+    strategies: Sequence[TransferStrategy],
+    unlabeled: pd.DataFrame | None,
+) -> tuple[dict[str, Any], str]:
+    """The domain shift between the source rows and every target row (features only:
+    training, validation, test and unlabeled), over the target's input columns; source
+    columns are renamed as the strategies' ``columns`` options say. Returns the JSON form
+    and the report.md section (a note instead when the source rows cannot be loaded).
+    Only table inputs' columns are compared (others hold free text or file paths)."""
+    from transfuse.errors import TransfuseError
+    from transfuse.shift import domain_shift
+
+    if source_data is None:
+        try:
+            source_data = source.load_data()
+        except (TransfuseError, OSError) as exc:
+            note = f"not measured: the source run's rows could not be loaded ({exc})"
+            return {"error": note}, f"Domain shift {note}; pass source_data= to measure it."
+    renames: dict[str, str] = {}
+    for strategy in strategies:
+        columns = getattr(getattr(strategy, "options", None), "columns", None)
+        if isinstance(columns, Mapping):
+            renames.update({str(k): str(v) for k, v in columns.items()})
+    source_rows = source_data.rename(columns=renames)
+    splits = pipeline.splits
+    assert splits is not None
+    parts = [splits.train, splits.validation, splits.test, splits.unlabeled, unlabeled]
+    target_rows = pd.concat([p for p in parts if p is not None and len(p)], ignore_index=True)
+    tables = [s for s in pipeline.config.inputs.values() if str(s.encoder).startswith("tabular")]
+    columns = list(dict.fromkeys(c for spec in tables for c in spec.column_list))
+    if not columns:  # text, images, audio: their columns hold free text or file paths
+        return {"error": "no table inputs"}, "Domain shift not measured: no table inputs."
+    try:
+        report = domain_shift(source_rows, target_rows, columns)
+    except TransfuseError as exc:
+        return {"error": str(exc)}, f"Domain shift not measured: {exc}"
+    return report.to_dict(), report.to_markdown()
 
 
 def split_of(metrics: Mapping[str, Any]) -> str:

@@ -155,3 +155,28 @@ def test_a_missing_source_run_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_report_has_a_domain_shift_section_and_stack_runs_through_the_workflow(
+    source_run, tmp_path
+):
+    source_rows = domain(600, 0.0, 1)
+    result = transfuse.transfer(
+        config("target", epochs=2), source_run, ["stack"],
+        data=domain(300, 1.0, 8), source_data=source_rows,
+    )  # fmt: skip
+    pipeline = result.pipeline
+    shift = pipeline.metrics["transfer"]["shift"]
+    assert shift["domain_auc"] > 0.7  # every column moved by 1 sd
+    assert pipeline.metrics["transfer"]["strategies"] == ["strategy.layer-map", "strategy.stack"]
+    assert pipeline.metrics["best_epoch"] == -1  # then: keep, nothing trained afterwards
+    out = result.save(tmp_path / "run")
+    report = (out / "report.md").read_text("utf-8")
+    assert "## Domain shift: source -> target" in report and "| x0 |" in report
+    assert "penalty chosen by" in report
+
+
+def test_without_source_rows_the_shift_section_says_why(source_run):
+    result = transfuse.transfer(config("target", epochs=1), source_run, ["freeze"],
+                                data=domain(120, 0.5, 9))  # fmt: skip
+    assert "not measured" in result.pipeline.shift

@@ -1,5 +1,5 @@
 """Transfer strategies for transfuse: fine-tuning, freezing, layer mapping, L2-SP, replay,
-CORAL, DANN.
+stacking, CORAL, DANN.
 
 This module registers the strategies and holds their options models; it imports no torch.
 The implementations live in submodules that are imported only when a strategy is built.
@@ -26,6 +26,7 @@ __all__ = [
     "LpFtOptions",
     "MapRule",
     "ReplayOptions",
+    "StackOptions",
     "transfuse_strategies",
 ]
 
@@ -217,6 +218,45 @@ class DannOptions(Options):
     lr_mult: float = Field(default=1.0, gt=0, description="Discriminator LR multiplier.")
 
 
+class StackOptions(Options):
+    """Options of ``strategy.stack``: source logit as an offset + a CV-shrunk correction."""
+
+    penalties: list[float] = Field(
+        default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0],
+        description="L2 penalties tried (on standardised inputs; inf, keeping the source's "
+        "ranking, is always tried too).",
+    )
+    folds: int = Field(default=5, ge=2, description="k of the repeated stratified k-fold.")
+    criterion: Literal["auc", "log-loss"] = Field(
+        default="auc",
+        description="Out-of-fold score that picks the penalty (one-standard-error rule towards "
+        "the larger penalty).",
+    )
+    repeats: int = Field(default=3, ge=1, description="Repeats of the k-fold.")
+    seed: int = Field(default=0, description="Seed of the fold assignment.")
+    features: bool = Field(
+        default=True,
+        description="Correct with the fused features too (false: rescale the source logit only).",
+    )
+    use_validation: bool = Field(
+        default=True,
+        description="Also fit on the validation rows (every labelled row counts; the choice "
+        "is made by k-fold, never on test rows).",
+    )
+    then: Literal["keep", "train"] = Field(
+        default="keep",
+        description="'keep': nothing trains afterwards (learning rates 0); 'train': training "
+        "goes on from the stacked model (which stays a candidate on validation).",
+    )
+
+    @field_validator("penalties")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("give one or more penalties > 0 (inf is always added)")
+        return value
+
+
 @hookimpl
 def transfuse_strategies() -> list[StrategyEntry]:
     """The strategies this plugin provides."""
@@ -262,6 +302,12 @@ def transfuse_strategies() -> list[StrategyEntry]:
             factory="transfuse_strategies.replay:Replay",
             options=ReplayOptions,
             description="Keep training on labelled source rows beside the target's (rehearsal).",
+        ),
+        StrategyEntry(
+            name="strategy.stack",
+            factory="transfuse_strategies.stack:Stack",
+            options=StackOptions,
+            description="Source logit as an offset + a linear correction, shrunk by k-fold CV.",
         ),
         StrategyEntry(
             name="strategy.coral",

@@ -25,6 +25,7 @@ OPTIONS = {
     "strategy.gradual-unfreeze": plugin.GradualUnfreezeOptions,
     "strategy.l2sp": plugin.L2SPOptions,
     "strategy.replay": plugin.ReplayOptions,
+    "strategy.stack": plugin.StackOptions,
     "strategy.coral": plugin.CoralOptions,
     "strategy.dann": plugin.DannOptions,
 }

@@ -21,6 +21,7 @@ NAMES = [
     "strategy.layer-map",
     "strategy.l2sp",
     "strategy.replay",
+    "strategy.stack",
     "strategy.coral",
     "strategy.dann",
 ]
@@ -58,7 +59,12 @@ def test_only_layer_map_copies_weights(manager):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in NAMES if n not in {"strategy.coral", "strategy.dann", "strategy.replay"}]
+    "name",
+    [
+        n
+        for n in NAMES
+        if n not in {"strategy.coral", "strategy.dann", "strategy.replay", "strategy.stack"}
+    ],
 )
 def test_conformance(manager, name):
     check_strategy(manager.get("strategy", name))
