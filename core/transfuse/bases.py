@@ -83,6 +83,15 @@ class Encoder(nn.Module):
             return values.isna().all(axis=1).to_numpy()
         return values.isna().to_numpy()
 
+    def lengths(self, values: pd.Series | pd.DataFrame) -> np.ndarray | None:
+        """Optional per-row cost estimate (e.g. token count), or ``None`` (the default).
+
+        When given, frozen rows are embedded in length-sorted batches and a trainable
+        encoder's training batches are bucketed by length, so a batch pads to rows of
+        similar size. It must be cheap next to ``forward`` (a tokenizer pass, ``str.len``).
+        """
+        return None
+
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """Turn raw values into host tensors (runs in data-loader workers)."""
         raise NotImplementedError
@@ -300,7 +309,9 @@ class TransferContext:
     domain alignment); ``features(model, batch)`` returns the fused features of a batch.
     The transfer workflow puts the target's label column in ``extra["label"]``, its fitted
     task (whose ``loss(logits, target)`` scores a batch) in ``extra["task"]`` and the
-    source run's config in ``extra["source_config"]``.
+    source run's config in ``extra["source_config"]``. ``validation_data`` holds the
+    target's labelled validation rows (for strategies that choose by cross-validation on
+    every labelled row, such as ``strategy.stack``); ``None`` when not given.
     """
 
     source_model: nn.Module
@@ -313,6 +324,7 @@ class TransferContext:
     steps_per_epoch: int = 1
     batches: Callable[..., Iterator[dict[str, Any]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    validation_data: pd.DataFrame | None = None
 
 
 class TransferStrategy:

@@ -69,6 +69,21 @@ class LowRankOptions(FusionOptions):
     rank: int = Field(default=4, ge=1)
 
 
+class StackOptions(FusionOptions):
+    """Options of ``fusion.stack``."""
+
+    aux_weight: float = Field(
+        default=1.0, ge=0.0, description="Weight of each input's own head loss (0: none)."
+    )
+    detach: bool = Field(
+        default=False,
+        description="The fused loss trains only the combination, not the heads (stacking).",
+    )
+    interaction: bool = Field(
+        default=True, description="Add an MLP over all inputs, starting at zero (a residual)."
+    )
+
+
 # -- data sources -----------------------------------------------------------------------
 
 
@@ -137,6 +152,13 @@ def transfuse_fusions() -> list[FusionEntry]:
             factory="transfuse.fusion:LateFusion",
             options=FusionOptions,
             description="A head per modality; logits averaged over present modalities.",
+        ),
+        FusionEntry(
+            name="fusion.stack",
+            factory="transfuse.fusion:StackFusion",
+            options=StackOptions,
+            description="Per-modality heads trained on their own losses, combined by learned "
+            "weights plus a residual interaction MLP (for a dominant modality).",
         ),
     ]
 

@@ -7,7 +7,7 @@ Checking: :func:`check_columns` names a missing column and the config key. Split
 unlabelled rows, applies ``label_budget`` and takes a stratified validation split from the
 training rows only. Batching: :class:`FrameBatches` calls each encoder's ``prepare`` on a
 batch of rows, builds the ``present`` masks and, for frozen encoders, reads the embedding
-cache instead of running the encoder.
+cache instead of running the encoder (filled before the pass, see :meth:`FrameBatches.warm`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FrameBatches",
+    "LengthBuckets",
     "Splits",
     "cache_stats",
     "check_columns",
@@ -199,6 +200,8 @@ class FrameBatches:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self._keys: dict[str, np.ndarray] = {}
+        self._warm: set[str] = set()
+        self._lengths: np.ndarray | bool | None = False  # False: not asked yet
         for plan in inputs:
             if plan.embedder is not None:
                 from transfuse.cache import row_keys
@@ -236,37 +239,88 @@ class FrameBatches:
             batch["target"] = self.task.encode(rows[self.target])
         return batch
 
+    def warm(self) -> None:
+        """Fill the cache of every frozen input before a pass: each missing row embedded
+        once, in length-sorted batches, written in bulk. Counts each row once per pass."""
+        for plan in self.inputs:
+            if plan.embedder is None:
+                continue
+            keys = self._keys[plan.name]
+            if plan.name in self._warm:  # every row was cached by an earlier pass
+                plan.embedder.cache.count(hits=len(keys))
+                continue
+            plan.embedder.warm(input_values(self.frame, plan.columns), keys)
+            self._warm.add(plan.name)
+
     def _resolve_frozen(self, batch: dict[str, Any]) -> dict[str, Any]:
         for plan in self.inputs:
             if plan.embedder is None:
                 continue
             positions = batch["inputs"][plan.name]["rows"].numpy()
             values = input_values(self.frame.iloc[positions], plan.columns)
-            emb = plan.embedder.embed(values, self._keys[plan.name][positions])
+            keys = self._keys[plan.name][positions]
+            emb = plan.embedder.embed(values, keys, count=False)  # counted by warm()
             batch["inputs"][plan.name] = {"embedding": emb}
         return batch
 
-    def batches(self, *, shuffle: bool = False, seed: int = 0) -> Iterator[dict[str, Any]]:
-        """One pass over the rows as device batches (shuffled by ``seed`` when asked)."""
+    def lengths(self) -> np.ndarray | None:
+        """Per-row cost summed over the trainable inputs whose encoder declares
+        ``lengths`` (``None`` when none does); asked once per frame."""
+        if self._lengths is False:
+            total: np.ndarray | None = None
+            for plan in self.inputs:
+                if plan.embedder is not None:
+                    continue
+                found = plan.encoder.lengths(input_values(self.frame, plan.columns))
+                if found is not None:
+                    found = np.asarray(found, dtype=np.int64)
+                    total = found if total is None else total + found
+            self._lengths = total
+        return self._lengths if isinstance(self._lengths, np.ndarray) else None
+
+    def batches(
+        self, *, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> Iterator[dict[str, Any]]:
+        """One pass over the rows as device batches (shuffled by ``seed`` when asked).
+
+        Shuffled, rows whose trainable encoder declares ``lengths`` are bucketed by length
+        (:class:`LengthBuckets`); in order, batches follow the rows. With ``world_size`` > 1
+        this rank gets its stride of every batch, which then carries its ``share`` of the
+        batch's rows (:func:`transfuse.distributed.shard_batches`).
+        """
         import torch
         from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-        if shuffle:
+        self.warm()
+        lengths = self.lengths() if shuffle else None
+        if lengths is not None:
+            batch_sampler: Any = LengthBuckets(lengths, self.batch_size, seed)
+        elif shuffle:
             gen = torch.Generator()
             gen.manual_seed(seed)
             sampler: Any = RandomSampler(range(len(self.frame)), generator=gen)
+            batch_sampler = BatchSampler(sampler, self.batch_size, drop_last=False)
         else:
             sampler = SequentialSampler(range(len(self.frame)))
+            batch_sampler = BatchSampler(sampler, self.batch_size, drop_last=False)
+        shares: list[float] | None = None
+        if world_size > 1:
+            from transfuse.distributed import shard_batches
+
+            batch_sampler, shares = shard_batches(batch_sampler, rank, world_size)
         loader: Any = DataLoader(
             _RowsDataset(self),  # type: ignore[arg-type]
-            sampler=BatchSampler(sampler, self.batch_size, drop_last=False),
+            sampler=batch_sampler,
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=False,
         )
         try:
-            for host in loader:
-                yield self.device.move(self._resolve_frozen(host))
+            for i, host in enumerate(loader):
+                batch = self.device.move(self._resolve_frozen(host))
+                if shares is not None:
+                    batch["share"] = shares[i]
+                yield batch
         finally:
             for plan in self.inputs:
                 if plan.embedder is not None:
@@ -280,6 +334,35 @@ class FrameBatches:
         if self.target is None:
             raise DataError("these rows have no label column", where="task.target")
         return self.frame[self.target]
+
+
+class LengthBuckets:
+    """Shuffled batches of rows of similar length, the same for the same seed.
+
+    Rows are shuffled, cut into pools of ``pool`` batches, each pool sorted by length and
+    cut into batches; the batches' order is then shuffled. Every row appears once a pass.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, pool: int = 50) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pool = pool
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.pool
+        batches: list[np.ndarray] = []
+        for start in range(0, len(order), span):
+            pool = order[start : start + span]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        for index in rng.permutation(len(batches)):
+            yield batches[index].tolist()
 
 
 def cache_stats(inputs: list[InputPlan]) -> dict[str, dict[str, int]]:

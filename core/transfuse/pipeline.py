@@ -59,6 +59,7 @@ class Pipeline:
         self.importance: dict[str, dict[str, float]] = {}
         self.transfer_reports: list[TransferReport] = []
         self.comparison = ""  # markdown: transfer against scratch, set by transfer()
+        self.shift = ""  # markdown: source -> target domain shift, set by transfer()
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -118,11 +119,17 @@ class Pipeline:
         """
         from transfuse.data import check_columns, split_frame
         from transfuse.model import FusionModel, build_fusion, build_task, infer_encoders
+        from transfuse.tables import check_training_rows
         from transfuse.train import Trainer
 
         resolve(self.config, self.manager)
         frame = self.load_data() if df is None else df
+        if not isinstance(frame, pd.DataFrame):
+            raise DataError(
+                f"fit needs a pandas DataFrame, not a {type(frame).__name__}", where="fit(df)"
+            )
         check_columns(frame, self.config)
+        check_training_rows(frame, self.config)
         if test is not None:
             check_columns(test, self.config)
         self.device = device = self._make_device()
@@ -178,7 +185,7 @@ class Pipeline:
                     target=self.config.task.target,
                     valid=splits.validation,
                 )
-                if state_dir is not None:
+                if state_dir is not None and self.device.is_main:  # rank 0 writes
                     state_dir.mkdir(parents=True, exist_ok=True)
                     encoder.save_fitted(state_dir)
             encoders[name] = encoder
@@ -353,7 +360,7 @@ class Pipeline:
     def _write(self, out: Path) -> None:
         from transfuse.checkpoint import save_tensors, state_tensors
         from transfuse.report import write_report
-        from transfuse.runs import environment, write_json
+        from transfuse.runs import environment, split_run_log, write_json
 
         assert self.model is not None and self.task is not None
         (out / "config.yaml").write_text(dump_yaml(self.config), "utf-8")
@@ -370,8 +377,10 @@ class Pipeline:
                 "score_columns": self.task.score_columns(),
             },
         )
-        write_json(out / "metrics.json", self.metrics)
-        env = environment(self.manager, self.device)
+        metrics, log = split_run_log(self.metrics)  # metrics.json: results only, reproducible
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "log.json", log)
+        env = environment(self.manager, self.device, self.config)
         write_json(out / "environment.json", env)
         if self.transfer_reports:
             write_json(out / "transfer.json", [r.to_dict() for r in self.transfer_reports])
@@ -410,6 +419,7 @@ class Pipeline:
             environment=env,
             transfer=[r.to_markdown() for r in self.transfer_reports],
             comparison=self.comparison,
+            shift=self.shift,
         )
 
 
@@ -422,10 +432,11 @@ def load(
 ) -> Pipeline:
     """Restore a saved run: the same predictions as the pipeline that wrote it."""
     from transfuse.model import FusionModel, build_encoder, build_fusion, build_task
-    from transfuse.runs import load_state_into, read_run
+    from transfuse.runs import check_compatible, load_state_into, read_run
 
     files = read_run(directory)
     pipeline = Pipeline(files.config, manager=manager)
+    differences = check_compatible(files, pipeline.manager)  # every component installed
     pipeline.device = dev = pipeline._make_device(device)
     task = build_task(files.config, pipeline.manager, dev)
     task.load_state(files.task.get("state", {}))
@@ -436,7 +447,9 @@ def load(
         encoders[name] = encoder
     fusion = build_fusion(files.config, encoders, task.num_outputs, pipeline.manager, dev)
     model = FusionModel(encoders, fusion, task.num_outputs)
-    load_state_into(model, files.tensors(), str(files.path / "model.safetensors"))
+    load_state_into(
+        model, files.tensors(), str(files.path / "model.safetensors"), differences=differences
+    )
     pipeline.model = model.to(dev.device)
     pipeline.task = task
     pipeline.metrics = files.metrics

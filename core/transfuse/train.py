@@ -31,13 +31,15 @@ from transfuse.checkpoint import (
     save_checkpoint,
     state_tensors,
 )
-from transfuse.errors import CheckpointError, ConfigError
+from transfuse.distributed import all_sum
+from transfuse.errors import CheckpointError, ConfigError, DeviceError
 
 if TYPE_CHECKING:
     from transfuse.bases import Task, TransferStrategy
     from transfuse.config import TrainConfig
     from transfuse.data import FrameBatches
     from transfuse.device import DeviceManager
+    from transfuse.distributed import DataParallel
     from transfuse.model import FusionModel
     from transfuse.plugins import PluginManager
 
@@ -106,15 +108,23 @@ def predict_logits(
     Inputs named in ``masked`` are marked missing for every row, as if the rows lacked them.
     """
     model.eval()
-    parts = []
+    parts, rows = [], []
+    rank, world = (device.rank, device.world_size) if device.distributed else (0, 1)
     with device.inference():
-        for batch in data.batches():
+        for batch in data.batches(rank=rank, world_size=world):
             if masked:
                 present = dict(batch["present"])
                 for name in masked:
                     present[name] = torch.zeros_like(present[name])
                 batch = {**batch, "present": present}
             parts.append(model(batch)["logits"].float().cpu())
+            rows.append(batch["index"].cpu())
+    if device.distributed:  # each rank scored its stride of every batch: put them together
+        from transfuse.distributed import gather_in_order
+
+        logits = torch.cat(parts) if parts else torch.zeros((0, model.num_outputs))
+        index = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        return gather_in_order(logits, index, len(data.frame)).numpy()
     if not parts:
         return np.zeros((0, model.num_outputs), dtype=np.float32)
     return torch.cat(parts).numpy()
@@ -171,6 +181,7 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.fingerprint = dict(fingerprint or {})
         self.forward = device.prepare_module(model) if config.compile else model
+        self.parallel: DataParallel | None = None  # DDP under torchrun, while fit runs
         self._frozen = tuple(f"inputs.{name}." for name in model.frozen_inputs())
 
     # -- pieces --------------------------------------------------------------------
@@ -229,6 +240,9 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, cfg.warmup))
         scaler = self.device.grad_scaler()
+        plain_forward = self.forward
+        if self.device.distributed:
+            self.parallel = self._data_parallel(optimizer)
         history: list[dict[str, Any]] = []
         best_value: float | None = None
         best_loss = math.inf
@@ -267,13 +281,22 @@ class Trainer:
             torch.manual_seed(cfg.seed * 1000 + epoch)
             for strategy in self.strategies:
                 strategy.on_epoch_start(epoch)
+            if self.parallel is not None:  # DDP anew when a strategy changed what trains
+                self.parallel.refresh()
+                self.forward = self.parallel.forward
             self.model.train()
             cache_before = _cache_counts(train)
             losses: list[float] = []
+            shared: list[float] = []  # each loss times this rank's share of its batch
             bar = _bar(progress, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
             last = {f"val_{metric}": f"{history[-1]['value']:.4f}"} if metric and history else {}
-            for batch in train.batches(shuffle=True, seed=cfg.seed * 1000 + epoch):
+            rank, world = self.device.rank, self.device.world_size
+            for batch in train.batches(
+                shuffle=True, seed=cfg.seed * 1000 + epoch, rank=rank, world_size=world
+            ):
+                shared.append(float(batch.get("share", 1.0)))
                 loss = self._step(batch, optimizer, scaler, step, epoch)
+                shared[-1] *= loss
                 scheduler.step()
                 for strategy in self.strategies:
                     strategy.on_step_end(step)
@@ -297,7 +320,7 @@ class Trainer:
                 bad_epochs += 1
             record = {
                 "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                "train_loss": all_sum(sum(shared)) / len(shared) if shared else float("nan"),
                 "validation": val,
                 "metric": metric,
                 "value": value,
@@ -333,6 +356,9 @@ class Trainer:
             if bad_epochs >= cfg.patience:
                 stopped_early = epoch < cfg.epochs - 1
                 break
+        if self.parallel is not None:
+            self.parallel.close()
+            self.parallel, self.forward = None, plain_forward
         if best_state is not None:
             self.model.load_state_dict(best_state, strict=False)
         for strategy in self.strategies:
@@ -367,8 +393,13 @@ class Trainer:
         epoch: int,
     ) -> float:
         with self.device.autocast():
-            outputs = self.forward(batch)
+            outputs = self._forward(batch)
             loss = self.task.loss(outputs["logits"], batch["target"])
+            auxiliary = getattr(self.model.fusion, "auxiliary_loss", None)
+            if auxiliary is not None:  # e.g. fusion.stack's per-input head losses
+                aux = auxiliary(batch["target"], self.task.loss)
+                if aux is not None:
+                    loss = loss + aux
             for strategy in self.strategies:
                 extra = strategy.extra_loss(batch, outputs, step)
                 if extra is not None:
@@ -380,7 +411,11 @@ class Trainer:
                 where="train.lr",
                 fix="lower the learning rate or check the inputs for extreme values",
             )
+        if "share" in batch:  # DDP averages the ranks' gradients: weigh this rank's rows
+            loss = loss * (batch["share"] * self.device.world_size)
         scaler.scale(loss).backward()
+        if self.parallel is not None:
+            self.parallel.sync_extra()
         if self.config.grad_clip is not None:
             scaler.unscale_(optimizer)
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -389,6 +424,34 @@ class Trainer:
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         return value
+
+    def _data_parallel(self, optimizer: torch.optim.Optimizer) -> DataParallel:
+        """The DDP wrapper; the optimizer's parameters outside the model are synced too."""
+        from transfuse.distributed import DataParallel, needs_unused_detection
+
+        return DataParallel(
+            self.model,
+            self.device,
+            [p for group in optimizer.param_groups for p in group["params"]],
+            find_unused=needs_unused_detection(self.model, self.strategies),
+            skip=self._frozen,
+            compile=self.config.compile,
+        )
+
+    def _forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        try:
+            outputs: dict[str, Any] = self.forward(batch)
+        except RuntimeError as exc:
+            if self.parallel is None or "finished reduction" not in str(exc):
+                raise
+            raise DeviceError(
+                "a trainable parameter got no gradient in a step, which DDP does not allow "
+                "unless asked to look for such parameters",
+                where="torchrun",
+                fix="set TRANSFUSE_DDP_FIND_UNUSED=1, or give the component that skips "
+                "parameters find_unused_parameters = True",
+            ) from None
+        return outputs
 
     def _restore(
         self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR

@@ -120,3 +120,85 @@ def test_float16_storage_returns_the_same_values_when_computed_and_when_cached(
         EmbeddingCache(encoder.cache_key(), 5, root=tmp_path, dtype="float16"),
     ).embed(values, row_keys(values))
     assert np.array_equal(computed.numpy(), cached.numpy())
+
+
+def _sized_frozen(kit_manager, dim=3):
+    """A test.frozen encoder that declares lengths (the value itself), recording batches."""
+    entry = kit_manager.get("encoder", "test.frozen")
+    encoder = entry.load()(entry.validate_options({"dim": dim}), cpu_device())
+    encoder.fit(pd.Series([1.0]))
+    seen: list[list[float]] = []
+    original = encoder.prepare
+
+    def prepare(values):
+        seen.append(values.tolist())
+        return original(values)
+
+    encoder.prepare = prepare
+    encoder.lengths = lambda values: np.asarray(values, dtype=float).astype(np.int64)
+    return encoder, seen
+
+
+def test_fetch_reads_rows_from_several_shards_and_pending_rows_in_one_call(tmp_path):
+    cache = EmbeddingCache("enc", 2, root=tmp_path)
+    keys = row_keys(pd.Series([f"row{i}" for i in range(6)]))
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    cache.put(keys[:2], rows[:2])
+    cache.flush()
+    cache.put(keys[2:4], rows[2:4])
+    cache.flush()
+    cache.put(keys[4:5], rows[4:5])  # pending, not yet written
+    wanted = keys[[4, 0, 5, 3, 0]]
+    out, hit = cache.fetch(wanted)
+    assert hit.tolist() == [True, True, False, True, True]
+    assert out.tolist() == [[8, 9], [0, 1], [0, 0], [6, 7], [0, 1]]
+    assert len(cache._shards) == 2 and len(cache) == 5
+
+
+def test_a_key_put_again_is_stored_once_and_keeps_the_last_pending_row(tmp_path):
+    cache = EmbeddingCache("enc", 2, root=tmp_path)
+    key = row_keys(pd.Series(["same"]))
+    cache.put(key, np.array([[1, 1]], dtype=np.float32))
+    cache.put(key, np.array([[2, 2]], dtype=np.float32))
+    assert cache.fetch(key)[0].tolist() == [[2, 2]]
+    cache.flush()
+    cache.put(key, np.array([[3, 3]], dtype=np.float32))
+    cache.flush()
+    reopened = EmbeddingCache("enc", 2, root=tmp_path)
+    assert len(reopened) == 1 and reopened.fetch(key)[0].tolist() == [[2, 2]]
+    assert len(list(reopened.folder.glob("shard-*.keys.npy"))) == 1, "nothing new to write"
+
+
+def test_repeated_rows_are_embedded_once_and_each_gets_its_row(kit_manager, tmp_path):
+    encoder = _sized_frozen(kit_manager)[0]
+    embedder = FrozenEmbedder.for_encoder(encoder, cpu_device(), root=tmp_path)
+    values = pd.Series([2.0, 5.0, 2.0, 2.0, 5.0])
+    out = embedder.embed(values, row_keys(values)).numpy()
+    assert kit.Frozen.calls == [2]
+    assert np.array_equal(out[0], out[2]) and np.array_equal(out[1], out[4])
+    assert np.allclose(out, encoder(encoder.prepare(values)).detach().numpy())
+
+
+def test_misses_are_embedded_in_length_sorted_batches_with_row_order_results(kit_manager, tmp_path):
+    encoder, seen = _sized_frozen(kit_manager)
+    embedder = FrozenEmbedder(
+        encoder, cpu_device(), EmbeddingCache("k", 3, root=tmp_path), batch_size=2
+    )
+    values = pd.Series([3.0, 9.0, 1.0, 7.0, 5.0])
+    out = embedder.embed(values, row_keys(values)).numpy()
+    assert seen == [[9.0, 7.0], [5.0, 3.0], [1.0]], "longest first, two rows a batch"
+    assert np.allclose(out, encoder(encoder.prepare(values)).detach().numpy(), atol=1e-6)
+
+
+def test_warm_fills_the_cache_in_bulk_and_counts_each_row_once(kit_manager, tmp_path):
+    encoder = _sized_frozen(kit_manager)[0]
+    embedder = FrozenEmbedder.for_encoder(encoder, cpu_device(), root=tmp_path)
+    values = pd.Series([1.0, 2.0, 3.0, 1.0])
+    keys = row_keys(values)
+    assert embedder.warm(values, keys) == 4
+    assert embedder.warm(values, keys) == 0
+    assert kit.Frozen.calls == [3]
+    assert embedder.cache.stats() == {"hits": 4, "misses": 4}
+    assert len(list(embedder.cache.folder.glob("shard-*.keys.npy"))) == 1
+    embedder.embed(values, keys, count=False)
+    assert kit.Frozen.calls == [3] and embedder.cache.stats() == {"hits": 4, "misses": 4}

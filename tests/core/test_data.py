@@ -216,3 +216,59 @@ def test_shuffled_batches_follow_the_seed(kit_manager):
 
     assert order(1) == order(1) and order(1) != order(2)
     assert sorted(order(1)) == list(range(10))
+
+
+def test_length_buckets_give_every_row_once_in_batches_of_similar_length():
+    from transfuse.data import LengthBuckets
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=1000)
+    batches = list(LengthBuckets(lengths, batch_size=10, seed=3, pool=20))
+    assert len(batches) == len(LengthBuckets(lengths, 10, 3)) == 100
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    random_spread = np.mean([np.ptp(lengths[i : i + 10]) for i in range(0, 1000, 10)])
+    assert spread < random_spread / 4
+
+
+def test_length_buckets_follow_the_seed():
+    from transfuse.data import LengthBuckets
+
+    lengths = np.arange(100) % 7
+    assert list(LengthBuckets(lengths, 8, seed=1)) == list(LengthBuckets(lengths, 8, seed=1))
+    assert list(LengthBuckets(lengths, 8, seed=1)) != list(LengthBuckets(lengths, 8, seed=2))
+
+
+def test_shuffled_batches_are_bucketed_when_a_trainable_encoder_declares_lengths(kit_manager):
+    df, plans = _plans(kit_manager)
+    df = kit.frame(200)
+    plans[0].encoder.lengths = lambda values: (np.abs(values.to_numpy()) * 100).astype(np.int64)
+    data = FrameBatches(df, plans, cpu_device(), batch_size=10)
+    sizes = (np.abs(df["b"].to_numpy()) * 100).astype(np.int64)
+    batches = [b["index"].numpy() for b in data.batches(shuffle=True, seed=0)]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    assert np.mean([np.ptp(sizes[b]) for b in batches]) < np.ptp(sizes) / 5
+    in_order = np.concatenate([b["index"].numpy() for b in data.batches()])
+    assert in_order.tolist() == list(range(200)), "unshuffled passes keep row order"
+
+
+def test_a_frozen_input_is_embedded_in_one_bulk_pass_before_the_first_batch(kit_manager):
+    from transfuse.cache import FrozenEmbedder
+
+    entry = kit_manager.get("encoder", "test.frozen")
+    encoder = entry.load()(entry.validate_options({"dim": 3}), cpu_device())
+    df = kit.frame(40)
+    encoder.fit(df["b"])
+    plan = InputPlan("b", ["b"], encoder, FrozenEmbedder.for_encoder(encoder, cpu_device()))
+    data = FrameBatches(df, [plan], cpu_device(), batch_size=8)
+    first = list(data.batches(shuffle=True, seed=0))
+    assert kit.Frozen.calls == [40], "one length-sorted pass, not one call per batch"
+    again = list(data.batches(shuffle=True, seed=0))
+    assert kit.Frozen.calls == [40]
+    assert torch_equal(first, again) and plan.embedder.cache.stats() == {"hits": 40, "misses": 40}
+
+
+def torch_equal(one, two):
+    return all(
+        (a["inputs"]["b"]["embedding"] == b["inputs"]["b"]["embedding"]).all()
+        for a, b in zip(one, two)
+    )
