@@ -227,6 +227,12 @@ class StackOptions(Options):
         "ranking, is always tried too).",
     )
     folds: int = Field(default=5, ge=2, description="k of the repeated stratified k-fold.")
+    min_class_rows: int = Field(
+        default=20,
+        ge=2,
+        description="Fewer labelled rows of a class than this: no correction, the source's "
+        "ranking is kept (intercept refitted only).",
+    )
     criterion: Literal["auc", "log-loss"] = Field(
         default="auc",
         description="Out-of-fold score that picks the penalty (one-standard-error rule towards "

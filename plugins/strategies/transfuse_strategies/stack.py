@@ -144,10 +144,12 @@ class Stack(TransferStrategy):
         report = TransferReport(strategy="strategy.stack")
         positives, negatives = int(y.sum()), int(len(y) - y.sum())
         folds = min(self.options.folds, positives, negatives)
-        if folds < 2:
+        few = folds < 2 or min(positives, negatives) < self.options.min_class_rows
+        if few:
             report.notes.append(
-                f"{positives} positive / {negatives} negative labelled rows: too few for "
-                "k-fold, the source ranking is kept (intercept refitted)"
+                f"{positives} positive / {negatives} negative labelled rows: fewer than "
+                f"min_class_rows={self.options.min_class_rows} of a class, the source "
+                "ranking is kept (too few for k-fold; intercept refitted)"
             )
             grid, chosen, losses = [math.inf], math.inf, {}
         else:
@@ -161,6 +163,11 @@ class Stack(TransferStrategy):
         mean, sd = x.mean(0), x.std(0)
         sd[sd < 1e-12] = 1.0
         beta = fit_offset_logistic((x - mean) / sd, y, offset, chosen)
+        if few:
+            # Too few of a class to trust even a slope: the source logit as it is, with the
+            # intercept refitted (a free slope can reverse the ranking on ten positives).
+            beta = np.zeros_like(beta)
+            beta[0] = fit_offset_logistic(np.zeros((len(y), 0)), y, offset, math.inf, free=0)[0]
         self._rewrite_head(head, beta, mean, sd)
         self.chosen, self.losses = chosen, losses
         ctx.extra["stack"] = {"penalty": chosen, "cv_log_loss": losses, "rows": len(y)}
