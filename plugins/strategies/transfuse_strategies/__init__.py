@@ -295,6 +295,7 @@ def transfuse_strategies() -> list[StrategyEntry]:
             name="strategy.layer-map",
             factory="transfuse_strategies.layermap:LayerMap",
             options=LayerMapOptions,
+            copies_weights=True,  # so the config check puts it before strategies that train
             description="Copy source parameters into the target by rules, columns and values.",
         ),
         StrategyEntry(
