@@ -155,7 +155,9 @@ class TrainConfig(_Strict):
     metric: str | None = Field(default=None, description="Early-stopping metric; task default.")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    seed: int = 0
+    seed: int = Field(
+        default=0, ge=0, lt=2**31, description="Seeds every generator and the data splits."
+    )  # numpy and scikit-learn take seeds below 2**32; splits add small offsets
     compile: bool = False
     num_workers: int = Field(default=0, ge=0)
     progress: bool = True
@@ -264,6 +266,13 @@ def load_config(path: str | Path) -> PipelineConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start}); a pipeline is a YAML text file",
+            where=f"{path}:{line}",
+            fix="save the file as UTF-8",
+        ) from None
     return parse_config(_yaml(text, str(path)), str(path))
 
 

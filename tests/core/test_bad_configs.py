@@ -22,7 +22,10 @@ from transfuse.plugins import make_module
 CORPUS = Path(__file__).parent / "bad_configs"
 FILES = sorted(CORPUS.glob("*.yaml"))
 #: Expectations of files that cannot hold a comment.
-NO_COMMENT = {"00-empty.yaml": ["the config is empty"]}
+NO_COMMENT = {
+    "00-empty.yaml": ["the config is empty"],
+    "54-not-utf8.yaml": ["54-not-utf8.yaml:1: not UTF-8 text (byte 9)", "save the file as UTF-8"],
+}
 
 
 class MlpOptions(Options):
@@ -63,7 +66,7 @@ def _entries() -> object:
 def expectations(path: Path) -> list[str]:
     found = [
         line.split(":", 1)[1].strip()
-        for line in path.read_text("utf-8").splitlines()
+        for line in path.read_text("utf-8", errors="replace").splitlines()
         if line.startswith("# expect:")
     ]
     return found or NO_COMMENT[path.name]
