@@ -8,7 +8,7 @@ attention fusion. The first run starts from an empty cache: epoch 1 embeds every
 pipeline read the memory-mapped cache. Target: later epochs and the second run at least
 20x faster than the first epoch.
 
-    python bench/cache.py                        # CPU, about 3 minutes on 2 cores
+    python bench/cache.py                        # CPU, about 3 minutes on 2 idle cores
     python bench/cache.py --rows 500 --epochs 3
     python bench/cache.py --device cuda --precision bf16
 """
@@ -48,7 +48,7 @@ def chart_images(frame: pd.DataFrame, folder: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_device_args(parser)
-    parser.add_argument("--rows", type=int, default=2000, help="loans used (of 10,000)")
+    parser.add_argument("--rows", type=int, default=1000, help="loans used (of 10,000)")
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="transfuse-cache-bench-"))
