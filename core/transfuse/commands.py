@@ -16,7 +16,7 @@ from typing import Any
 from transfuse.distributed import is_main_process
 from transfuse.errors import CheckpointError, DataError, TransfuseError
 
-__all__ = ["add_commands", "checkpoint_dir", "read_rows", "write_rows"]
+__all__ = ["add_commands", "checkpoint_dir", "read_data_args", "read_rows", "write_rows"]
 
 
 def checkpoint_dir(out: Path) -> Path:
@@ -133,11 +133,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_data_args(values: list[str], pipeline: Any) -> tuple[Any, dict[str, Any] | None, Path]:
+    """``--data PATH`` (the main table) and ``--data NAME=PATH`` (each table the run joins,
+    by its ``data.join`` name): the main rows, the tables (None when none is given) and the
+    main file. A run that joins tables needs every one of them, unless the main file
+    already holds the joined columns."""
+    from transfuse.tables import table_names
+
+    main: Path | None = None
+    tables: dict[str, Any] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and name.replace("_", "").replace("-", "").isalnum() and not Path(value).exists():
+            if name in tables:
+                raise DataError(f"table {name!r} is given twice", where=f"--data {value}")
+            tables[name] = read_rows(path, f"--data {name}=")
+        elif main is not None:
+            raise DataError(
+                "two main tables are given",
+                where=f"--data {value}",
+                fix="give the main table once as --data PATH and each joined table as "
+                "--data NAME=PATH",
+            )
+        else:
+            main = Path(value).expanduser()
+    if main is None:
+        raise DataError(
+            "no main table is given",
+            where="--data",
+            fix="give the rows as --data PATH (and each joined table as --data NAME=PATH)",
+        )
+    frame = read_rows(main)
+    names = table_names(pipeline.config.data)
+    columns = {c for spec in pipeline.config.inputs.values() for c in spec.column_list}
+    if names and not tables and columns <= set(frame.columns):
+        return frame, None, main  # already joined
+    return frame, (tables if names or tables else None), main
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import transfuse
 
     pipeline = transfuse.load(args.run, device=args.device)
-    metrics = pipeline.evaluate(read_rows(args.data))
+    frame, tables, _ = read_data_args(args.data, pipeline)
+    metrics = pipeline.evaluate(frame, tables, how="--data {name}=PATH")
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -149,16 +188,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import transfuse
 
-    data, out = Path(args.data).expanduser(), Path(args.out).expanduser()
+    out = Path(args.out).expanduser()
+    pipeline = transfuse.load(args.run, device=args.device)
+    frame, tables, data = read_data_args(args.data, pipeline)
     if out.exists() and data.exists() and out.resolve() == data.resolve():
         raise DataError(
             "refusing to overwrite the input file with predictions",
             where=f"--out {out}",
             fix="give another output file",
         )
-    pipeline = transfuse.load(args.run, device=args.device)
-    frame = read_rows(data)
-    scores = pipeline.predict(frame)
+    scores = pipeline.predict(frame, tables, how="--data {name}=PATH")
     keep = args.keep or ([pipeline.config.data.key] if pipeline.config.data.key else [])
     missing = [c for c in keep if c not in frame.columns]
     if missing:
@@ -283,14 +322,26 @@ def add_commands(sub: Any) -> None:
 
     e = sub.add_parser("evaluate", help="metrics of a trained run on labelled rows")
     e.add_argument("run", help="a run directory written by `transfuse train`")
-    e.add_argument("--data", required=True, help="a CSV or parquet file with the label column")
+    e.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="a CSV or parquet file with the label column; repeat as NAME=PATH for each "
+        "table the run joins",
+    )
     e.add_argument("--device", help="where to compute (default: the run's train.device)")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=_cmd_evaluate)
 
     r = sub.add_parser("predict", help="score new rows with a trained run")
     r.add_argument("run", help="a run directory written by `transfuse train`")
-    r.add_argument("--data", required=True, help="a CSV or parquet file of rows to score")
+    r.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="a CSV or parquet file of rows to score; repeat as NAME=PATH for each table the "
+        "run joins (data.join names, e.g. --data transactions=tx.csv)",
+    )
     r.add_argument("--out", required=True, help="where to write the scores (.csv or .parquet)")
     r.add_argument("--keep", nargs="*", default=None, help="input columns to copy to the output")
     r.add_argument("--device", help="where to compute (default: the run's train.device)")

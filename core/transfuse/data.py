@@ -5,9 +5,11 @@ Reading: :func:`load_frame` (from :mod:`transfuse.tables`) loads the table that
 Checking: :func:`check_columns` names a missing column and the config key. Splitting:
 :func:`split_frame` holds out the test rows (stratified for classification, seeded), drops
 unlabelled rows, applies ``label_budget`` and takes a stratified validation split from the
-training rows only. Batching: :class:`FrameBatches` calls each encoder's ``prepare`` on a
-batch of rows, builds the ``present`` masks and, for frozen encoders, reads the embedding
-cache instead of running the encoder (filled before the pass, see :meth:`FrameBatches.warm`).
+training rows only; with ``data.key`` set and a key on several rows, whole entities are
+held out, so no entity straddles two splits. Batching: :class:`FrameBatches` calls each
+encoder's ``prepare`` on a batch of rows, builds the ``present`` masks and, for frozen
+encoders, reads the embedding cache instead of running the encoder (filled before the
+pass, see :meth:`FrameBatches.warm`).
 """
 
 from __future__ import annotations
@@ -93,10 +95,17 @@ def _stratify(labels: pd.Series, classify: bool, n_holdout: int) -> pd.Series | 
 
 
 def _holdout(
-    frame: pd.DataFrame, size: float | int, target: str, classify: bool, seed: int
+    frame: pd.DataFrame,
+    size: float | int,
+    target: str,
+    classify: bool,
+    seed: int,
+    key: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     from sklearn.model_selection import train_test_split
 
+    if key is not None and key in frame.columns and frame[key].duplicated().any():
+        return _holdout_entities(frame, size, target, classify, seed, key)
     n = len(frame)
     n_holdout = int(np.ceil(size * n)) if isinstance(size, float) else int(size)
     if n_holdout < 1 or n - n_holdout < 1:
@@ -110,6 +119,30 @@ def _holdout(
         frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=strat
     )
     return keep, held
+
+
+def _holdout_entities(
+    frame: pd.DataFrame, size: float | int, target: str, classify: bool, seed: int, key: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole entities: every row of a key lands on one side. ``size`` counts
+    entities as a fraction, rows as a number (about that many rows' worth of entities);
+    the entities are stratified by their first row's label."""
+    first = frame.drop_duplicates(key).set_index(key)[target]
+    n_rows, n_keys = len(frame), len(first)
+    if isinstance(size, float):
+        n_holdout = int(np.ceil(size * n_keys))
+    else:
+        n_holdout = round(size * n_keys / n_rows)
+    if n_holdout < 1 or n_keys - n_holdout < 1:
+        raise DataError(
+            f"{n_keys} labelled entities ({key!r}) are too few to hold out {size}",
+            where=f"data.key {key!r}",
+            fix="give more entities or lower data.test_size / data.validation_size",
+        )
+    entities = first.to_frame().reset_index()
+    _, held = _holdout(entities, n_holdout, target, classify, seed)
+    held_rows = frame[key].isin(held[key])
+    return frame[~held_rows], frame[held_rows]
 
 
 def split_frame(
@@ -136,14 +169,15 @@ def split_frame(
             stacklevel=2,
         )
     labelled = frame[~unlabeled_mask]
+    key = data.key  # rows of one entity never straddle two splits
     if test is None and data.test_size > 0:
-        labelled, test = _holdout(labelled, data.test_size, target, classify, seed)
+        labelled, test = _holdout(labelled, data.test_size, target, classify, seed, key)
     elif test is not None:
         need_columns(test, [target], "task.target")
         test = test[test[target].notna()]
     if data.label_budget is not None and len(labelled) > data.label_budget:
-        _, labelled = _holdout(labelled, data.label_budget, target, classify, seed + 1)
-    train, validation = _holdout(labelled, data.validation_size, target, classify, seed + 2)
+        _, labelled = _holdout(labelled, data.label_budget, target, classify, seed + 1, key)
+    train, validation = _holdout(labelled, data.validation_size, target, classify, seed + 2, key)
     return Splits(train=train, validation=validation, test=test, unlabeled=unlabeled)
 
 

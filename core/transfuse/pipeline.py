@@ -299,8 +299,30 @@ class Pipeline:
         data = self.frame_batches(frame, labelled=bool(labelled), batch_size=batch_size)
         return data.batches(shuffle=shuffle, seed=seed)
 
-    def predict_scores(self, df: pd.DataFrame) -> np.ndarray:
-        """Scores ``[N, K]`` in the task's score columns' order."""
+    def join(
+        self,
+        df: pd.DataFrame,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        *,
+        how: str = "tables={{{name!r}: frame}}",
+    ) -> pd.DataFrame:
+        """``df`` (main-table rows) with the pipeline's ``data.join`` tables joined by key;
+        ``df`` as it is without ``tables`` (already joined, or no joins). Every table the
+        pipeline joins must be given (an empty one means no rows for these entities)."""
+        if tables is None:
+            return df
+        from transfuse.tables import join_tables
+
+        return join_tables(df, self.config.data, tables, where="tables", how=how)
+
+    def predict_scores(
+        self,
+        df: pd.DataFrame,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        *,
+        how: str = "tables={{{name!r}: frame}}",
+    ) -> np.ndarray:
+        """Scores ``[N, K]`` in the task's score columns' order (``tables``: see :meth:`join`)."""
         import torch
 
         from transfuse.data import check_columns
@@ -308,6 +330,7 @@ class Pipeline:
 
         self._require_fitted()
         assert self.task is not None and self.model is not None and self.device is not None
+        df = self.join(df, tables, how=how)
         check_columns(df, self.config, target=False)
         logits = predict_logits(self.model, self.frame_batches(df), self.device)
         return np.asarray(self.task.scores(torch.from_numpy(logits)))
@@ -322,21 +345,35 @@ class Pipeline:
             return [f"p_{classes[0]}", *columns]
         return columns
 
-    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
-        """A score column per class (or a ``prediction`` column), index aligned with ``df``."""
-        scores = self.predict_scores(df)
+    def predict(
+        self,
+        df: pd.DataFrame,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        *,
+        how: str = "tables={{{name!r}: frame}}",
+    ) -> pd.DataFrame:
+        """A score column per class (or a ``prediction`` column), index aligned with ``df``;
+        ``tables`` gives the joined tables by name (see :meth:`join`)."""
+        scores = self.predict_scores(df, tables, how=how)
         columns = self.score_columns()
         if scores.shape[1] == 1 and len(columns) == 2:  # binary: add the negative class
             scores = np.concatenate([1.0 - scores, scores], axis=1)
         return pd.DataFrame(scores, index=df.index, columns=columns)
 
-    def evaluate(self, df: pd.DataFrame) -> dict[str, float]:
-        """The task's metrics (and loss) on labelled rows of ``df``."""
+    def evaluate(
+        self,
+        df: pd.DataFrame,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        *,
+        how: str = "tables={{{name!r}: frame}}",
+    ) -> dict[str, float]:
+        """The task's metrics (and loss) on labelled rows of ``df`` (``tables``: :meth:`join`)."""
         from transfuse.data import check_columns
         from transfuse.train import evaluate
 
         self._require_fitted()
         assert self.task is not None and self.model is not None and self.device is not None
+        df = self.join(df, tables, how=how)
         check_columns(df, self.config)
         labelled = df[df[self.config.task.target].notna()]
         if labelled.empty:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import pandas as pd
 
 from transfuse.errors import ConfigError, DataError
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_training_rows",
+    "event_lists",
+    "join_tables",
     "load_frame",
     "need_columns",
     "read_table",
     "resolve_relative_paths",
+    "table_names",
 ]
 
 _SUFFIX_SOURCE = {
@@ -111,13 +115,73 @@ def _relative_file(value: str, base: Path) -> bool:
 
 
 def load_frame(
-    data: DataConfig, manager: PluginManager, *, base_dir: Path | None = None
+    data: DataConfig,
+    manager: PluginManager,
+    *,
+    base_dir: Path | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """The table ``config.data`` describes: loaded, filtered by ``where``, joined."""
+    """The table ``config.data`` describes: loaded, filtered by ``where``, joined.
+
+    ``tables`` replaces joined tables by name (``{"transactions": frame}``); the others
+    are read from their configured source or path.
+    """
     frame = read_table(data.source, data.path, data.options, manager, base_dir=base_dir)
     frame = _where(frame, data.where)
+    given = dict(tables or {})
+    others: dict[str, pd.DataFrame] = {}
     for i, join in enumerate(data.join):
-        frame = _join(frame, join, data.key, manager, f"data.join.{i}", base_dir)
+        if join.name in given:
+            others[join.name] = given[join.name]
+        else:
+            others[join.name] = read_table(
+                join.source,
+                join.path,
+                join.options,
+                manager,
+                where=f"data.join.{i}",
+                base_dir=base_dir,
+            )
+    return join_tables(frame, data, others)
+
+
+def table_names(data: DataConfig) -> list[str]:
+    """The names of the tables a pipeline joins to its main table, in order."""
+    return [join.name for join in data.join]
+
+
+def join_tables(
+    frame: pd.DataFrame,
+    data: DataConfig,
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    where: str = "data.join",
+    how: str = "tables={{{name!r}: frame}}",
+) -> pd.DataFrame:
+    """Join every ``data.join`` table, given by name in ``tables``, to ``frame`` by key.
+
+    A table the config names but ``tables`` lacks is a DataError naming it and saying how
+    to give it (``how``, e.g. ``--data {name}=PATH``); so is a name the config does not
+    know.
+    """
+    names = table_names(data)
+    unknown = sorted(set(tables) - set(names))
+    if unknown:
+        raise DataError(
+            f"table {unknown[0]!r} is not one this pipeline joins",
+            where=where,
+            fix=f"the pipeline joins: {', '.join(names) or 'no tables'}",
+        )
+    for i, join in enumerate(data.join):
+        if join.name not in tables:
+            relation = f"{join.relation} on {join.key!r}"
+            raise DataError(
+                f"table {join.name!r} ({relation}) is missing",
+                where=where,
+                fix=f"give it as {how.format(name=join.name)}; a table with no rows (its "
+                "header only) means these entities have none",
+            )
+        frame = _join(frame, join, data.key, tables[join.name], f"data.join.{i}")
     return frame.reset_index(drop=True)
 
 
@@ -138,41 +202,93 @@ def _join(
     frame: pd.DataFrame,
     join: JoinConfig,
     key: str | None,
-    manager: PluginManager,
+    other: pd.DataFrame,
     where: str,
-    base_dir: Path | None,
 ) -> pd.DataFrame:
     if key is None:
         raise ConfigError("joining tables needs the main table's key", where="data.key")
     need_columns(frame, [key], "data.key")
-    other = read_table(
-        join.source, join.path, join.options, manager, where=where, base_dir=base_dir
-    )
-    need_columns(other, [join.key], f"{where}.key")
+    need_columns(other, [join.key], f"{where}.key ({join.name})")
     columns = join.columns or [c for c in other.columns if c != join.key]
-    need_columns(other, columns, f"{where}.columns")
+    need_columns(other, columns, f"{where}.columns ({join.name})")
+    other = other.assign(**{join.key: _like(other[join.key], frame[key], join, where)})
     if join.relation == "one-to-one":
-        if other[join.key].duplicated().any():
+        repeated = other.loc[other[join.key].duplicated(), join.key].unique()
+        if len(repeated):
+            shown = ", ".join(map(repr, repeated[:3].tolist()))
+            more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
             raise DataError(
-                f"table {join.name!r} has repeated keys in {join.key!r}",
+                f"table {join.name!r} is one-to-one but key {join.key!r} repeats: {shown}{more}",
                 where=f"{where}.relation",
-                fix="use relation: one-to-many for a table with several rows per key",
+                fix="give one row per key, or use relation: one-to-many for a table with "
+                "several rows per key",
             )
         right = other[[join.key, *columns]].rename(columns={c: f"{join.name}_{c}" for c in columns})
-        merged = frame.merge(right, how="left", left_on=key, right_on=join.key)
-        if join.key != key:
-            merged = merged.drop(columns=[join.key])
+        if join.key == key:
+            merged = frame.merge(right, how="left", on=key)
+        else:
+            right = right.rename(columns={join.key: "__transfuse_key"})
+            merged = frame.merge(right, how="left", left_on=key, right_on="__transfuse_key")
+            merged = merged.drop(columns=["__transfuse_key"])
         return merged
     if join.order_by is not None:
-        need_columns(other, [join.order_by], f"{where}.order_by")
-        other = other.sort_values(join.order_by, kind="stable")
-    events = other.groupby(join.key, sort=False)[columns].apply(
-        lambda g: g.tail(join.max_events).to_dict("records")
-    )
+        need_columns(other, [join.order_by], f"{where}.order_by ({join.name})")
     out = frame.copy()
-    out[join.name] = out[key].map(events.to_dict())
-    out[join.name] = out[join.name].astype(object).where(out[join.name].notna(), None)
+    out[join.name] = pd.Series(
+        event_lists(other, join, frame[key]), index=frame.index, dtype=object
+    )
     return out
+
+
+def _like(keys: pd.Series, main: pd.Series, join: JoinConfig, where: str) -> pd.Series:
+    """The joined table's keys in the main table's kind (numbers or text): a CSV read
+    ``007`` as 7 and a parquet file kept ``"7"`` still match."""
+    numeric = pd.api.types.is_numeric_dtype
+    if numeric(keys) == numeric(main):
+        return keys
+    if numeric(main):
+        converted = pd.to_numeric(keys, errors="coerce")
+        bad = keys[converted.isna() & keys.notna()]
+        if len(bad):
+            raise DataError(
+                f"table {join.name!r} key {join.key!r} holds {bad.iloc[0]!r}, but the main "
+                "table's keys are numbers",
+                where=f"{where}.key",
+                fix="give both tables the same kind of key",
+            )
+        return converted
+    return keys.astype("string").astype(object).where(keys.notna(), None)
+
+
+def event_lists(
+    other: pd.DataFrame, join: JoinConfig, entities: pd.Series
+) -> list[list[dict[str, Any]] | None]:
+    """Each entity's events: records of the join's columns ordered by ``order_by`` (ties
+    keep the table's order), the latest ``max_events``; ``None`` for an entity without.
+
+    Vectorised: one stable sort, one ``cumcount`` keeps the latest events, one
+    ``to_dict("records")``, then a cut at the key boundaries; no Python loop per row.
+    """
+    columns = join.columns or [c for c in other.columns if c != join.key]
+    table = other[other[join.key].isin(entities)].reset_index(drop=True)
+    codes, uniques = pd.factorize(table[join.key], sort=False)
+    ordered = pd.DataFrame({"code": codes}, index=table.index)
+    by = ["code"]
+    if join.order_by is not None:
+        ordered["order"] = table[join.order_by]
+        by.append("order")
+    ordered = ordered.sort_values(by, kind="stable")
+    latest = ordered.groupby("code", sort=False).cumcount(ascending=False) < join.max_events
+    ordered = ordered[latest.to_numpy()]
+    grouped = ordered["code"].to_numpy()
+    picked = table.iloc[ordered.index.to_numpy()][columns]
+    records = cast("list[dict[str, Any]]", picked.to_dict("records"))
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    if not len(grouped):
+        starts = starts[:0]
+    ends = [*starts[1:], len(records)]
+    events = {uniques[grouped[s]]: records[s:e] for s, e in zip(starts, ends)}
+    return [events.get(k) for k in entities.tolist()]
 
 
 def need_columns(frame: pd.DataFrame, columns: list[str], where: str) -> None:
@@ -230,6 +346,8 @@ def check_training_rows(frame: pd.DataFrame, config: PipelineConfig) -> None:
 def _all_missing(values: pd.Series) -> bool:
     if values.isna().all():
         return True
-    if values.dtype.kind in "OSU" or pd.api.types.is_string_dtype(values):
-        return bool(values.map(lambda v: isinstance(v, str) and not v.strip()).all())
+    if values.dtype.kind in "OSU" or isinstance(values.dtype, pd.CategoricalDtype | pd.StringDtype):
+        # missing or blank text in every row (a list, so categoricals need no reduction)
+        blank = [isinstance(v, str) and not v.strip() for v in values.tolist()]
+        return bool((values.isna().to_numpy() | np.array(blank, dtype=bool)).all())
     return False
