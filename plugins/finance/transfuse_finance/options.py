@@ -6,7 +6,7 @@ from pydantic import Field
 
 from transfuse import Options
 
-__all__ = ["FinanceSourceOptions"]
+__all__ = ["FinanceSourceOptions", "HistoryOptions"]
 
 
 class FinanceSourceOptions(Options):
@@ -37,3 +37,21 @@ class FinanceSourceOptions(Options):
     )
     seed: int = Field(default=0, description="Seed of the sample.")
     progress: bool = Field(default=True, description="Show a progress bar while drawing.")
+
+
+class HistoryOptions(Options):
+    """Options of the synthetic LendingClub tables."""
+
+    seed: int = Field(default=0, description="Seed of the generator: same seed, same table.")
+    months: int = Field(
+        default=12, ge=1, le=36, description="Months of card history before the application."
+    )
+    no_history: float = Field(
+        default=0.06,
+        ge=0.0,
+        lt=1.0,
+        description="Share of applicants without a card (no transactions at all).",
+    )
+    no_record: float = Field(
+        default=0.03, ge=0.0, lt=1.0, description="Share of applicants without a bureau row."
+    )
