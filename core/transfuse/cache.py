@@ -21,7 +21,7 @@ import hashlib
 import os
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,17 +72,53 @@ def _content(value: Any) -> bytes:
     return f"{type(value).__name__}:{value!r}".encode()
 
 
+def _may_name_file(value: str) -> bool:
+    """Whether a string may be a file path: it has a path separator, a dot near its end
+    (an extension) or no space. Other strings (free text) are hashed without a stat call."""
+    return "/" in value or "\\" in value or "." in value[-9:] or " " not in value
+
+
 def row_keys(values: pd.Series | pd.DataFrame) -> np.ndarray:
-    """One content hash per row (``S16``); equal rows give equal keys."""
+    """One content hash per row (``S16``); equal rows give equal keys.
+
+    A column of strings is hashed once per distinct value, and only strings that may name
+    a file (:func:`_may_name_file`) are looked up on disk: a million short texts cost about a
+    second, not the several of one ``stat`` per row.
+    """
     if isinstance(values, pd.DataFrame):
         rows: Iterable[bytes] = (
             b"\x1f".join(_content(v) for v in row)
             for row in values.itertuples(index=False, name=None)
         )
     else:
+        fast = _string_keys(values)
+        if fast is not None:
+            return fast
         rows = (_content(v) for v in values.tolist())
     keys = [hashlib.blake2b(r, digest_size=KEY_BYTES).digest() for r in rows]
     return np.array(keys, dtype=f"S{KEY_BYTES}")
+
+
+def _string_keys(values: pd.Series) -> np.ndarray | None:
+    """:func:`row_keys` of a column of strings (and missing values), or ``None`` when the
+    column holds anything else."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return None
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    distinct = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+    if not all(isinstance(v, str) for v in distinct.tolist()):
+        return None
+    blake = hashlib.blake2b
+    keys = [
+        blake(
+            _content(v) if _may_name_file(v) else b"str:" + v.encode("utf-8", "surrogatepass"),
+            digest_size=KEY_BYTES,
+        ).digest()
+        for v in distinct.tolist()
+    ]
+    keys.append(blake(_content(None), digest_size=KEY_BYTES).digest())  # code -1: missing
+    table = np.array(keys, dtype=f"S{KEY_BYTES}")
+    return table[codes]
 
 
 def _find(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +371,7 @@ class FrozenEmbedder:
         if hit.all():
             return 0
         miss = np.flatnonzero(~hit)
-        self.compute(values.iloc[miss], keys[miss])
+        self.fill(values.iloc[miss], keys[miss])
         self.cache.flush()
         return len(miss)
 
@@ -352,7 +388,7 @@ class FrozenEmbedder:
         rank, world = distributed.rank_and_size()
         mine = todo[rank::world]
         if len(mine):
-            self.compute(values.iloc[mine], keys[mine])
+            self.fill(values.iloc[mine], keys[mine])
         self.cache.flush()
         distributed.barrier()
         self.cache.refresh()
@@ -362,20 +398,34 @@ class FrozenEmbedder:
         """Run the encoder on ``values`` (each distinct key once, length-sorted batches),
         store the rows and return them as float32 ``[n, D]`` in the given order."""
         unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        distinct = values.iloc[first]
+        rows = np.zeros((len(first), self.encoder.output_dim), dtype=np.float32)
+        for chunk, emb in self._embed_distinct(values.iloc[first], unique):
+            rows[chunk] = emb
+        return rows[inverse.reshape(-1)]
+
+    def fill(self, values: pd.Series | pd.DataFrame, keys: np.ndarray) -> None:
+        """Like :meth:`compute`, but only store the rows: a warm-up of a million rows
+        holds one batch of embeddings in memory, not all of them twice over."""
+        unique, first = np.unique(keys, return_index=True)
+        for _ in self._embed_distinct(values.iloc[first], unique):
+            pass
+
+    def _embed_distinct(
+        self, distinct: pd.Series | pd.DataFrame, unique: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Embed rows with distinct keys ``unique`` in length-sorted batches; store each
+        batch and yield (positions in ``distinct``, rows rounded through the stored dtype)."""
         lengths = self.encoder.lengths(distinct)
         if lengths is None:
-            order = np.arange(len(first))
+            order = np.arange(len(distinct))
         else:  # longest first (as sentence-transformers does): the peak memory shows early
             order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-        rows = np.zeros((len(first), self.encoder.output_dim), dtype=np.float32)
         self.encoder.eval()
         with self.device.inference():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 batch = self.encoder.prepare(distinct.iloc[chunk])
                 emb = self.encoder(self.device.move(batch)).detach().float().cpu().numpy()
-                # Round through the stored dtype, so a computed row equals its cached copy.
-                rows[chunk] = emb.astype(self.cache.dtype).astype(np.float32)
                 self.cache.put(unique[chunk], emb)
-        return rows[inverse.reshape(-1)]
+                # Round through the stored dtype, so a computed row equals its cached copy.
+                yield chunk, emb.astype(self.cache.dtype).astype(np.float32)

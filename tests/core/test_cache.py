@@ -40,6 +40,28 @@ def test_a_changed_file_behind_a_path_changes_its_key(tmp_path):
     assert row_keys(pd.Series([str(path)]))[0] != before
 
 
+def test_a_text_column_gets_the_same_keys_as_row_by_row_hashing(tmp_path, monkeypatch):
+    import hashlib
+
+    from transfuse import cache
+
+    (tmp_path / "notes").write_text("a file named like a word")
+    monkeypatch.chdir(tmp_path)
+    values = pd.Series(["paid on time", "notes", "late.", "a b", None, "paid on time", np.nan])
+    one_by_one = [hashlib.blake2b(cache._content(v), digest_size=16).digest() for v in values]
+    assert row_keys(values).tolist() == one_by_one  # "notes" keyed as the file it names
+    assert row_keys(values.astype("string")).tolist() == one_by_one
+
+
+def test_free_text_is_hashed_without_looking_for_a_file(monkeypatch):
+    looked: list[str] = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: looked.append(p) or real_stat(p, *a, **k))
+    keys = row_keys(pd.Series(["paid on time", "two words", "paid on time", "x.png", "dir/a"]))
+    assert looked == ["x.png", "dir/a"]  # one-word, dotted or slashed strings only
+    assert keys[0] == keys[2] != keys[1]
+
+
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TRANSFUSE_CACHE", str(tmp_path / "here"))
     assert cache_root() == tmp_path / "here"
