@@ -1,0 +1,429 @@
+"""Rows at scale: a generated table + short-text dataset at 10k, 100k and 1M rows.
+
+Each size runs in its own process (so its peak memory is its own): generate the frame in
+chunks (eight numeric application columns, a categorical, a short free-text note of 3-12
+words, nearly every note distinct, a label that depends on columns and words), train a
+pipeline for two epochs (a small ``tabular.mlp`` + the note through a frozen text
+encoder, concat fusion: a light model, so that the data path shows; epoch 1 fills the
+embedding cache, epoch 2 reads it memory-mapped), then predict 10% new rows (new notes:
+cache misses). Rows per second are compared with the smallest size measured in the same
+run; memory is compared with the data's size.
+
+The frozen text encoder is ``bench.hashed-text``, defined here: hashed word unigrams ->
+a fixed random EmbeddingBag -> L2-normalised 384-wide rows (MiniLM's width, so the cache
+holds as many bytes per row as it would with MiniLM). MiniLM itself embeds about 200-500
+short texts a second on 2 CPU cores, so a million distinct notes would take 1-2 hours
+of MiniLM alone; this encoder costs microseconds a row, which leaves the platform's own
+per-row work (hashing, dedupe, cache writes and reads, batching, training) to measure.
+``--encoder minilm`` uses the packaged all-MiniLM-L6-v2 instead (for small sizes).
+
+    python bench/scale.py                        # 10k, 100k, 1M rows; about 6 min on 2 cores
+    python bench/scale.py --sizes 10000 100000
+    python bench/scale.py --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from perfkit import add_device_args, print_table
+
+NUMERIC = [
+    "annual_income",
+    "debt_to_income",
+    "emp_length",
+    "credit_limit",
+    "credit_utilized",
+    "open_lines",
+    "inquiries",
+    "loan_amount",
+]
+WORDS = (  # noqa: SIM905 (a word list reads better as text)
+    "manager teacher nurse driver engineer owner sales clerk analyst director assistant "
+    "supervisor technician officer consultant accountant operator mechanic specialist "
+    "coordinator administrator developer cashier server cook pilot agent broker designer "
+    "retired self employed contractor student part time full senior junior lead chief "
+    "night shift county city state federal school hospital bank store warehouse office "
+    "repair medical legal retail construction trucking farm restaurant hotel software "
+    "consolidate debt credit card pay off medical bills home improvement car vacation "
+    "wedding moving business expansion equipment inventory taxes refinance lower rate "
+    "kitchen roof bathroom tuition loan payday emergency family baby holiday solar"
+).split()
+RISKY = {"payday", "emergency", "taxes", "student", "moving"}
+
+
+# -- the cheap frozen text encoder ------------------------------------------------------
+
+
+def _encoder_classes() -> tuple[type, type]:
+    """``bench.hashed-text``'s options and encoder (built lazily: torch is heavy)."""
+    import torch
+    from pydantic import Field
+    from torch import nn
+
+    from transfuse import Options
+    from transfuse.bases import Encoder
+
+    class HashedTextOptions(Options):
+        dim: int = Field(default=384, ge=1)
+        buckets: int = Field(default=2**14, ge=16)
+
+    class HashedTextEncoder(Encoder):
+        """Hashed word unigrams -> fixed random EmbeddingBag -> L2-normalised rows."""
+
+        frozen = True
+
+        def __init__(self, options: HashedTextOptions, device: Any) -> None:
+            super().__init__(options, device)
+            self.output_dim = options.dim
+            self.bag = nn.EmbeddingBag(options.buckets, options.dim, mode="sum")
+            with torch.no_grad():
+                gen = torch.Generator().manual_seed(0)
+                self.bag.weight.copy_(torch.randn(options.buckets, options.dim, generator=gen))
+            self.bag.requires_grad_(False)
+            from sklearn.feature_extraction.text import HashingVectorizer
+
+            self.hasher = HashingVectorizer(
+                n_features=options.buckets, alternate_sign=False, norm=None
+            )
+
+        def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
+            return values.isna().to_numpy()
+
+        def lengths(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
+            return values.fillna("").astype(str).str.len().to_numpy()
+
+        def prepare(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+            counts = self.hasher.transform(values.fillna("").astype(str).tolist()).tocsr()
+            return {
+                "ids": torch.from_numpy(counts.indices.astype(np.int64)),
+                "offsets": torch.from_numpy(counts.indptr[:-1].astype(np.int64)),
+                "weights": torch.from_numpy(counts.data.astype(np.float32)),
+            }
+
+        def forward(self, batch: dict[str, Any]) -> Any:
+            out = self.bag(batch["ids"], batch["offsets"], per_sample_weights=batch["weights"])
+            return torch.nn.functional.normalize(out, dim=1)
+
+    return HashedTextOptions, HashedTextEncoder
+
+
+def __getattr__(name: str) -> Any:  # the entry's factory names this module's classes
+    if name in ("HashedTextOptions", "HashedTextEncoder"):
+        options, encoder = _encoder_classes()
+        globals().update(HashedTextOptions=options, HashedTextEncoder=encoder)
+        return globals()[name]
+    raise AttributeError(name)
+
+
+def register_encoder() -> None:
+    """Register ``bench.hashed-text`` with the default plugin manager."""
+    from transfuse import EncoderEntry, get_plugin_manager, hookimpl
+
+    module = sys.modules[__name__]
+    options = module.HashedTextOptions
+
+    class Plugin:
+        @hookimpl
+        def transfuse_encoders(self) -> list[EncoderEntry]:
+            return [
+                EncoderEntry(
+                    name="bench.hashed-text",
+                    modality="text",
+                    factory=f"{__name__}:HashedTextEncoder",
+                    options=options,
+                    description="Hashed words -> fixed random projection (bench/scale.py).",
+                )
+            ]
+
+    get_plugin_manager().register(Plugin(), name="bench-scale", distribution="bench-scale")
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def generate(n: int, seed: int, chunk: int = 200_000) -> pd.DataFrame:
+    """``n`` rows, built ``chunk`` rows at a time with vectorised numpy."""
+    parts = []
+    words = np.array(WORDS, dtype=object)
+    risky = np.isin(words, list(RISKY))
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, len(WORDS) + 1)  # Zipf-like word frequencies
+    weights /= weights.sum()
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        x = rng.standard_normal((m, len(NUMERIC))).astype(np.float32)
+        count = rng.integers(3, 13, size=m)
+        picks = rng.choice(len(WORDS), size=(m, 12), p=weights)
+        used = np.arange(12)[None, :] < count[:, None]
+        has_risky = (risky[picks] & used).any(axis=1)
+        number = rng.integers(0, 100_000, size=m).astype(str)  # makes nearly every note distinct
+        notes = [
+            " ".join(row[:k]) + " " + num
+            for row, k, num in zip(words[picks].tolist(), count.tolist(), number, strict=True)
+        ]
+        logit = 0.8 * x[:, 0] - 0.6 * x[:, 1] + 0.4 * x[:, 7] + 1.2 * has_risky - 0.5
+        y = (rng.random(m) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+        frame = pd.DataFrame(x, columns=NUMERIC)
+        frame["purpose"] = pd.Categorical.from_codes(
+            rng.integers(0, 6, size=m), ["car", "card", "debt", "home", "medical", "other"]
+        )
+        frame["note"] = notes
+        frame["bad"] = y
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def config(args: argparse.Namespace) -> dict[str, Any]:
+    encoder = "bench.hashed-text" if args.encoder == "hashed" else "text.sentence-transformer"
+    return {
+        "name": "scale",
+        "task": {"type": "binary", "target": "bad"},
+        "data": {"test_size": 0.1, "validation_size": 0.1},
+        "inputs": {
+            "applicant": {
+                "encoder": "tabular.mlp",
+                "columns": [*NUMERIC, "purpose"],
+                "options": {"dim": 32, "hidden": 64, "embedding_dim": 8},
+            },
+            "note": {"encoder": encoder, "column": "note"},
+        },
+        "fusion": {"method": "fusion.concat", "options": {"dim": 64}},
+        "train": {
+            "epochs": 2,
+            "batch_size": args.batch_size,
+            "lr": 1e-3,
+            "patience": 1000,
+            "device": args.device,
+            "precision": args.precision,
+            "progress": False,
+            "seed": 0,
+        },
+    }
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+class PeakAnon:
+    """Samples this process's anonymous resident memory (heap, not mapped files) and keeps
+    the peak: the memory-mapped cache's pages are file-backed and the kernel can drop them."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        self.peak = 0
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(self.every)
+
+    def __enter__(self) -> PeakAnon:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# -- one size (in a child process) ----------------------------------------------------------
+
+
+def one_size(args: argparse.Namespace) -> dict[str, Any]:
+    """Generate, fit and predict ``args.rows`` rows; the figures as a dict."""
+    work = Path(tempfile.mkdtemp(prefix="transfuse-scale-"))
+    import torch
+
+    from transfuse import Pipeline
+
+    torch.set_num_threads(args.threads)
+    register_encoder()
+    os.environ["TRANSFUSE_CACHE"] = str(work / "warm-up")
+    Pipeline.from_config(config(args)).fit(generate(2000, seed=2))  # imports, allocator
+    os.environ["TRANSFUSE_CACHE"] = str(work / "cache")  # empty: epoch 1 is cold
+    base_anon = PeakAnon.now()  # after imports and a 2,000-row fit
+    with PeakAnon() as anon:
+        started = time.perf_counter()
+        frame = generate(args.rows, seed=0)
+        generated = time.perf_counter() - started
+        frame_bytes = int(frame.memory_usage(deep=True).sum())
+        started, cpu = time.perf_counter(), time.process_time()
+        pipeline = Pipeline.from_config(config(args)).fit(frame)
+        fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
+        new = generate(max(1, args.rows // 10), seed=1).drop(columns=["bad"])
+        started, cpu = time.perf_counter(), time.process_time()
+        scores = pipeline.predict(new)
+        predict_s, predict_cpu = time.perf_counter() - started, time.process_time() - cpu
+    history = pipeline.metrics["history"]
+    train_rows = len(pipeline.splits.train)
+    return {
+        "rows": args.rows,
+        "train_rows": train_rows,
+        "generate_s": generated,
+        "fit_s": fit_s,
+        "fit_cpu": fit_cpu,
+        "epoch_s": [h["seconds"] for h in history],
+        "predict_rows": len(new),
+        "predict_s": predict_s,
+        "predict_cpu": predict_cpu,
+        "auc": pipeline.metrics["test"].get("roc_auc"),
+        "scored": int(np.isfinite(scores.to_numpy()).all(axis=1).sum()),
+        "frame_bytes": frame_bytes,
+        "cache_bytes": folder_bytes(work / "cache"),
+        "base_anon": base_anon,
+        "peak_anon": anon.peak,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_device_args(parser)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--encoder", choices=["hashed", "minilm"], default="hashed")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: CPU seconds measure work)"
+    )
+    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)  # one size, in a child
+    args = parser.parse_args()
+    if args.rows is not None:
+        print("RESULT " + json.dumps(one_size(args)))
+        return
+    from perfkit import machine
+
+    print(f"machine: {machine()}")
+    results = []
+    for size in args.sizes:
+        cmd = [sys.executable, __file__, "--rows", str(size), "--batch-size", str(args.batch_size)]
+        cmd += ["--device", args.device, "--precision", args.precision, "--encoder", args.encoder]
+        cmd += ["--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+            raise SystemExit(f"the {size}-row run failed (exit {done.returncode})")
+        results.append(json.loads(lines[-1].removeprefix("RESULT ")))
+        r = results[-1]
+        print(
+            f"  {size:,} rows: fit {r['fit_s']:.1f} s ({r['fit_cpu']:.1f} s CPU), epochs "
+            f"{', '.join(f'{e:.1f}' for e in r['epoch_s'])} s, predict {r['predict_s']:.1f} s, "
+            f"peak heap {mb(r['peak_anon'])} MB, load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    base = results[0]
+
+    def per_s(r: dict[str, Any]) -> dict[str, float]:
+        cold, warm = r["epoch_s"][0], r["epoch_s"][-1]
+        return {
+            "fit": r["rows"] / r["fit_s"],
+            "fit_cpu": r["rows"] / r["fit_cpu"],
+            "cold": r["train_rows"] / cold,
+            "warm": r["train_rows"] / warm,
+            "predict": r["predict_rows"] / r["predict_s"],
+            "predict_cpu": r["predict_rows"] / r["predict_cpu"],
+        }
+
+    b = per_s(base)
+    rows = []
+    for r in results:
+        s = per_s(r)
+        rows.append(
+            [
+                f"{r['rows']:,}",
+                f"{s['fit_cpu']:,.0f} ({s['fit_cpu'] / b['fit_cpu']:.2f})",
+                f"{s['fit']:,.0f} ({s['fit'] / b['fit']:.2f})",
+                f"{s['cold']:,.0f} ({s['cold'] / b['cold']:.2f})",
+                f"{s['warm']:,.0f} ({s['warm'] / b['warm']:.2f})",
+                f"{s['predict_cpu']:,.0f} ({s['predict_cpu'] / b['predict_cpu']:.2f})",
+                f"{s['predict']:,.0f} ({s['predict'] / b['predict']:.2f})",
+                f"{r['auc']:.3f}",
+            ]
+        )
+    header = [
+        "rows",
+        "fit rows per CPU s (x smallest)",
+        "fit rows/s wall (x)",
+        "epoch 1 wall, cold cache (x)",
+        "epoch 2 wall, cached (x)",
+        "predict rows per CPU s (x)",
+        "predict rows/s wall (x)",
+        "test AUC",
+    ]
+    title = (
+        f"Throughput: {args.encoder} text encoder (frozen), tabular.mlp, concat fusion, "
+        f"batch {args.batch_size}, 2 epochs, {args.threads} torch thread(s); ratios against the "
+        f"{base['rows']:,}-row run"
+    )
+    print_table(title, header, rows)
+    mem = []
+    for r in results:
+        data = r["frame_bytes"] + r["cache_bytes"]
+        heap = r["peak_anon"] - r["base_anon"]
+        mem.append(
+            [
+                f"{r['rows']:,}",
+                mb(r["frame_bytes"]),
+                mb(r["cache_bytes"]),
+                f"{data / (base['frame_bytes'] + base['cache_bytes']):.0f}x",
+                mb(heap),
+                f"{heap / (base['peak_anon'] - base['base_anon']):.1f}x",
+                f"{heap / r['frame_bytes']:.1f}",
+                mb(r["peak_rss"]),
+            ]
+        )
+    header = [
+        "rows",
+        "frame MB",
+        "cache on disk MB",
+        "data (x smallest)",
+        "peak heap over imports MB",
+        "heap (x smallest)",
+        "heap / frame",
+        "peak RSS MB (incl. mapped cache)",
+    ]
+    print_table(
+        f"Memory (heap after imports and a 2,000-row warm-up fit: {mb(base['base_anon'])} MB)",
+        header,
+        mem,
+    )
+
+
+if __name__ == "__main__":
+    main()
