@@ -92,6 +92,12 @@ class Encoder(nn.Module):
         """
         return None
 
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """What a user should know about these rows, for the run's ``log.json`` (empty
+        when nothing): files skipped under ``on_bad_file: skip``, categories outside the
+        vocabulary. Default: nothing. Called in the main process on whole splits."""
+        return {}
+
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """Turn raw values into host tensors (runs in data-loader workers)."""
         raise NotImplementedError

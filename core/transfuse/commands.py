@@ -209,6 +209,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result = scores if not keep else frame[keep].join(scores)
     write_rows(result.reset_index(drop=True), out)
     print(f"wrote {len(result)} rows ({', '.join(scores.columns)}) to {out}")
+    for name, report in pipeline.predict_report.items():  # skipped files, unknown categories
+        print(f"note: inputs.{name}: {json.dumps(report, ensure_ascii=False)}", file=sys.stderr)
     return 0
 
 

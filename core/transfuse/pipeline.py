@@ -60,6 +60,8 @@ class Pipeline:
         self.transfer_reports: list[TransferReport] = []
         self.comparison = ""  # markdown: transfer against scratch, set by transfer()
         self.shift = ""  # markdown: source -> target domain shift, set by transfer()
+        #: What the encoders noted about the last predicted rows (see data_report).
+        self.predict_report: dict[str, dict[str, Any]] = {}
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -164,7 +166,33 @@ class Pipeline:
         )
         self.result = result = trainer.fit(train_data, val_data, resume=resume)
         self._evaluate_splits(val_data, result.metric)
+        self._log_data(splits)
         return self
+
+    def _log_data(self, splits: Splits) -> None:
+        """Put what the encoders noted per split (skipped files, unknown categories) in
+        the run's log."""
+        parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+        found = {
+            split: report
+            for split, rows in parts.items()
+            if rows is not None and len(rows) and (report := self.data_report(rows))
+        }
+        if found:
+            self.metrics.setdefault("log", {})["data"] = found
+
+    def data_report(self, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """Per input, what its encoder notes about these rows (files skipped under
+        ``on_bad_file: skip``, categories outside the vocabulary); quiet inputs left out."""
+        from transfuse.data import input_values
+
+        self._require_fitted()
+        out: dict[str, dict[str, Any]] = {}
+        for plan in self.plans:
+            report = plan.encoder.data_report(input_values(frame, plan.columns))
+            if report:
+                out[plan.name] = report
+        return out
 
     def _fit_encoders(self, splits: Splits, ckpt: Path | None, resume: bool) -> dict[str, Encoder]:
         """Build every encoder; fit it on the training rows (or restore it on resume)."""
@@ -333,6 +361,7 @@ class Pipeline:
         df = self.join(df, tables, how=how)
         check_columns(df, self.config, target=False)
         logits = predict_logits(self.model, self.frame_batches(df), self.device)
+        self.predict_report = self.data_report(df)
         return np.asarray(self.task.scores(torch.from_numpy(logits)))
 
     def score_columns(self) -> list[str]:

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from transfuse import ConfigError
+from transfuse import ConfigError, DataError
+from transfuse.badfiles import BadFiles, is_file_value
 from transfuse.bases import Batch, Encoder
 from transfuse.device import DeviceManager
 from transfuse_audio.options import MelCnnOptions
@@ -50,6 +51,7 @@ class MelCnnEncoder(Encoder):
         # Per-band log-mel statistics (normalize="global"), learnt by fit.
         self.band_mean: np.ndarray | None = None
         self.band_std: np.ndarray | None = None
+        self.bad_files = BadFiles(options.on_bad_file, "audio")
 
         layers: list[nn.Module] = []
         height, width, in_channels = options.n_mels, self.num_frames, 1
@@ -96,10 +98,30 @@ class MelCnnEncoder(Encoder):
         self.band_std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)).clip(min=1e-3)
 
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
-        """Missing where the value is None/NaN or an empty string."""
+        """Missing where the value is None/NaN or an empty string; with ``on_bad_file:
+        skip`` also a file that is absent or cannot be decoded (each file decoded once here)."""
         column = _one_column(values)
         blank = column.map(lambda v: isinstance(v, str) and not v.strip())
-        return column.isna().to_numpy() | blank.to_numpy(dtype=bool)
+        out: np.ndarray = column.isna().to_numpy() | blank.to_numpy(dtype=bool)
+        if self.bad_files.skipping:
+            for i, (label, value) in enumerate(column.items()):
+                if not out[i] and is_file_value(value):
+                    read = functools.partial(self._wave, where=_where(column, label))
+                    out[i] = not self.bad_files.probe(value, read)
+        return out
+
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """Under ``on_bad_file: skip``: how many rows' files were skipped, the first paths."""
+        if not self.bad_files.skipping:
+            return {}
+        self.missing(values)  # judges every file not judged yet
+        return self.bad_files.report(_one_column(values).tolist())
+
+    def _wave(self, value: Any, where: str) -> np.ndarray:
+        o = self.options
+        return load_waveform(
+            value, sample_rate=o.sample_rate, array_sample_rate=o.array_sample_rate, where=where
+        )
 
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """``{"mel": [B, 1, n_mels, frames]}``; missing rows are zeros."""
@@ -115,17 +137,17 @@ class MelCnnEncoder(Encoder):
         o = self.options
         waves = np.empty((len(column), self.num_samples), dtype=np.float32)
         for i, (label, value) in enumerate(column.items()):
-            where = (
-                f"column {column.name!r}, row {label!r}"
-                if column.name is not None
-                else f"row {label!r}"
-            )
-            wave = load_waveform(
-                value,
-                sample_rate=o.sample_rate,
-                array_sample_rate=o.array_sample_rate,
-                where=where,
-            )
+            if self.bad_files.is_bad(value):  # skipped: zeros (the row is masked out)
+                waves[i] = 0.0
+                continue
+            try:
+                wave = self._wave(value, _where(column, label))
+            except DataError as exc:
+                if not is_file_value(value):
+                    raise
+                self.bad_files.failed(value, exc)  # raises under on_bad_file: error
+                waves[i] = 0.0
+                continue
             if o.trim_silence:
                 wave = speech_only(wave, o.sample_rate, o.vad_threshold)
             waves[i] = fix_length(wave, self.num_samples, o.crop)
@@ -189,6 +211,10 @@ def _mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int) -
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
     )
+
+
+def _where(column: pd.Series, label: Any) -> str:
+    return f"column {column.name!r}, row {label!r}" if column.name is not None else f"row {label!r}"
 
 
 def _one_column(values: pd.Series | pd.DataFrame) -> pd.Series:

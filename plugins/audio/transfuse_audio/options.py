@@ -58,6 +58,12 @@ class MelCnnOptions(Options):
     frozen: bool = Field(
         default=False, description="Never train the CNN (its outputs are then cached)."
     )
+    on_bad_file: Literal["error", "skip"] = Field(
+        default="error",
+        description="A path (or bytes) that is no readable audio: error (a DataError naming "
+        "column, row and file) or skip (the row has no audio; log.json counts the rows and "
+        "names the first few files).",
+    )
 
     @model_validator(mode="after")
     def _check_frames(self) -> MelCnnOptions:

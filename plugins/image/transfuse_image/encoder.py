@@ -10,6 +10,7 @@ and random-init weights could not be rebuilt otherwise).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from transfuse import DataError
+from transfuse.badfiles import BadFiles, is_file_value
 from transfuse.bases import Batch, Encoder
 from transfuse_image.images import is_missing_image, to_rgb_image
 from transfuse_image.options import TimmOptions
@@ -51,6 +53,11 @@ def _column(values: pd.Series | pd.DataFrame) -> pd.Series:
     return values
 
 
+def _where(column: pd.Series, label: Any) -> str:
+    name = column.name if column.name is not None else "image column"
+    return f"column {name!r}, row {label!r}"
+
+
 class TimmEncoder(Encoder):
     """Pooled timm features of an image: ``[B, num_features]``."""
 
@@ -68,6 +75,7 @@ class TimmEncoder(Encoder):
         self.frozen = options.frozen
         if self.frozen:
             self.model.requires_grad_(False)
+        self.bad_files = BadFiles(options.on_bad_file, "image")
 
     def train(self, mode: bool = True) -> TimmEncoder:
         """Training mode; a frozen network stays in eval mode (batch norm statistics fixed)."""
@@ -77,19 +85,41 @@ class TimmEncoder(Encoder):
         return self
 
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
-        """Missing: None/NaN, an empty string or empty bytes."""
-        return np.array([is_missing_image(v) for v in _column(values).tolist()], dtype=bool)
+        """Missing: None/NaN, an empty string or empty bytes; with ``on_bad_file: skip``
+        also a file that is absent or cannot be decoded (each file is read once here)."""
+        column = _column(values)
+        out = np.array([is_missing_image(v) for v in column.tolist()], dtype=bool)
+        if self.bad_files.skipping:
+            for i, (label, value) in enumerate(column.items()):
+                if not out[i] and is_file_value(value):
+                    read = functools.partial(to_rgb_image, where=_where(column, label))
+                    out[i] = not self.bad_files.probe(value, read)
+        return out
+
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """Under ``on_bad_file: skip``: how many rows' files were skipped, the first paths."""
+        if not self.bad_files.skipping:
+            return {}
+        self.missing(values)  # judges every file not judged yet
+        return self.bad_files.report(_column(values).tolist())
 
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
-        """Read and transform each image: ``{"image": [B, 3, H, W]}``; zeros where missing."""
+        """Read and transform each image: ``{"image": [B, 3, H, W]}``; zeros where missing
+        (or skipped under ``on_bad_file: skip``)."""
         column = _column(values)
-        name = column.name if column.name is not None else "image column"
         images = []
         for label, value in column.items():
-            if is_missing_image(value):
+            if is_missing_image(value) or self.bad_files.is_bad(value):
                 images.append(torch.zeros(self.input_size))
                 continue
-            image = to_rgb_image(value, where=f"column {name!r}, row {label!r}")
+            try:
+                image = to_rgb_image(value, where=_where(column, label))
+            except DataError as exc:
+                if not is_file_value(value):
+                    raise
+                self.bad_files.failed(value, exc)  # raises under on_bad_file: error
+                images.append(torch.zeros(self.input_size))
+                continue
             images.append(self.transform(image))
         if not images:
             return {"image": torch.zeros((0, *self.input_size))}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from transfuse import Options
@@ -34,4 +36,10 @@ class TimmOptions(Options):
         default="avg",
         description="timm global pooling: avg, max, avgmax, catavgmax (CNNs); token, avg "
         "(vision transformers).",
+    )
+    on_bad_file: Literal["error", "skip"] = Field(
+        default="error",
+        description="A path (or bytes) that is no readable image: error (a DataError naming "
+        "column, row and file) or skip (the row has no image; log.json counts the rows and "
+        "names the first few files).",
     )

@@ -255,6 +255,19 @@ class TableSchema:
             out[:, j] = codes
         return out
 
+    def unknown(self, frame: pd.DataFrame, first: int = 5) -> dict[str, dict[str, Any]]:
+        """Per categorical column with any: the rows whose value went to the unknown bucket
+        (unseen in training, or rarer than min_frequency) and the first few such values."""
+        codes = self.codes(frame)
+        out: dict[str, dict[str, Any]] = {}
+        for j, column in enumerate(self.categorical):
+            rows = np.flatnonzero(codes[:, j] == UNKNOWN)
+            if len(rows):
+                values = self._series(frame, column).iloc[rows].tolist()
+                seen = list(dict.fromkeys(category_key(v) for v in values))
+                out[column.name] = {"rows": len(rows), "first": seen[:first]}
+        return out
+
     # -- state ---------------------------------------------------------------------------
     def to_state(self) -> list[dict[str, Any]]:
         """JSON-able: one dict per column, in order."""

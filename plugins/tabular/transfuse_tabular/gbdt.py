@@ -66,6 +66,12 @@ class GBDTEncoder(Encoder):
         self.dropout = nn.Dropout(options.dropout)
 
     # -- LightGBM inputs -----------------------------------------------------------------
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """Rows per column whose category is outside the vocabulary (LightGBM sees them as
+        missing), for the run's log."""
+        unknown = self._fitted().unknown(as_frame(values))
+        return {"unknown_categories": unknown} if unknown else {}
+
     def _matrix(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
         """Numbers as they are, categories as vocabulary codes (NaN: missing or unknown),
         yes/no as 0/1; LightGBM treats NaN as missing."""

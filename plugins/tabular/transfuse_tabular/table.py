@@ -95,6 +95,11 @@ class TableEncoder(Encoder):
         return self.schema
 
     # -- data ----------------------------------------------------------------------------
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """Rows per column whose category went to the unknown bucket (for the run's log)."""
+        unknown = self._fitted().unknown(as_frame(values))
+        return {"unknown_categories": unknown} if unknown else {}
+
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """Frame -> ``numeric`` (scaled, 0 where missing), ``numeric_missing``, ``ple``
         (piecewise-linear encodings, zero-padded) and ``categorical`` codes."""
