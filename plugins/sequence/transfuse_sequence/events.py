@@ -76,6 +76,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _all_numbers(values: np.ndarray) -> bool:
+    """Whether every value is a number (booleans are not), judged by pandas in one pass."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in {"integer", "floating", "mixed-integer-float"}:
+        return True
+    if kind in {"mixed", "decimal", "complex"}:  # rare: judge value by value
+        return all(_is_number(v) for v in values)
+    return False
+
+
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -96,15 +106,19 @@ class EventSchema:
 
     @classmethod
     def fit(cls, histories: Iterable[Sequence[Event]], options: SequenceOptions) -> EventSchema:
-        """Infer (or take from ``options.fields``) the fields; learn scalers and vocabularies."""
-        seen: dict[str, list[Any]] = {}
-        for history in histories:
-            for event in history:
-                for key, value in event.items():
-                    if not _absent(value):
-                        seen.setdefault(str(key), []).append(value)
+        """Infer (or take from ``options.fields``) the fields; learn scalers and vocabularies.
+
+        Each field is gathered once into an object array over all training events and
+        judged with pandas (missing values dropped), not event by event."""
+        flat = [event for history in histories for event in history]
+        seen: dict[str, np.ndarray] = {}
+        for key in sorted(set().union(*flat), key=str) if flat else []:
+            raw = np.array([e.get(key) for e in flat], dtype=object)
+            present = raw[~np.asarray(pd.isna(raw), dtype=bool)]
+            if len(present):
+                seen[str(key)] = present
         kinds: Mapping[str, str] = {
-            key: "numeric" if all(_is_number(v) for v in values) else "categorical"
+            key: "numeric" if _all_numbers(values) else "categorical"
             for key, values in seen.items()
         }
         if options.fields is not None:
@@ -119,11 +133,10 @@ class EventSchema:
             )
         schema = cls(log_numeric=options.log_numeric)
         for key in sorted(kinds):
-            values = seen.get(key, [])
+            values = seen.get(key, np.array([], dtype=object))
             if kinds[key] == "numeric":
-                x = schema._transform(
-                    np.array([_to_float(v, key, "training rows") for v in values])
-                )
+                rows = np.zeros(len(values), dtype=np.int64)
+                x = schema._transform(_floats(list(values), key, ["training rows"], rows)[0])
                 std = float(x.std()) if x.size else 1.0
                 schema.numeric[key] = (float(x.mean()) if x.size else 0.0, max(std, 1e-6))
             else:
@@ -142,37 +155,37 @@ class EventSchema:
         where: Sequence[str],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(numeric [B, L, F], categorical [B, L, C], mask [B, L])`` for ``L = max_events``;
-        ``where`` names each row in errors."""
+        ``where`` names each row in errors.
+
+        Vectorised over the batch's events: each field is gathered once into an array,
+        converted and scattered to its ``(row, position)`` slots with numpy.
+        """
         size, length = len(histories), options.max_events
         numeric = np.zeros((size, length, self.numeric_width), dtype=np.float32)
         categorical = np.zeros((size, length, len(self.vocab)), dtype=np.int64)
         mask = np.zeros((size, length), dtype=bool)
+        kept = [_select(h, options, where[i]) if h else () for i, h in enumerate(histories)]
+        counts = np.fromiter((len(k) for k in kept), dtype=np.int64, count=size)
+        if not counts.sum():
+            return numeric, categorical, mask
+        rows = np.repeat(np.arange(size), counts)
+        position = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        flat = [event for events in kept for event in events]
+        mask[rows, position] = True
+        numeric[rows, position, 0] = 1.0
         names = list(self.numeric)
-        lookups = [{t: i + 2 for i, t in enumerate(tokens)} for tokens in self.vocab.values()]
-        for row, history in enumerate(histories):
-            if not history:
-                continue
-            events = _select(history, options, where[row])
-            mask[row, : len(events)] = True
-            numeric[row, : len(events), 0] = 1.0
-            for i, event in enumerate(events):
-                for j, name in enumerate(names):
-                    value = event.get(name)
-                    if _absent(value):
-                        numeric[row, i, 1 + len(names) + j] = 1.0
-                    else:
-                        numeric[row, i, 1 + j] = _to_float(value, name, where[row])
-                for j, (name, lookup) in enumerate(zip(self.vocab, lookups)):
-                    value = event.get(name)
-                    categorical[row, i, j] = (
-                        PAD if _absent(value) else lookup.get(str(value), UNKNOWN)
-                    )
-        if names:
-            values = numeric[..., 1 : 1 + len(names)]
-            stats = np.array(list(self.numeric.values()), dtype=np.float64)
-            scaled = (self._transform(values.astype(np.float64)) - stats[:, 0]) / stats[:, 1]
-            present = (numeric[..., 1 + len(names) :] == 0) & mask[..., None]
-            numeric[..., 1 : 1 + len(names)] = np.where(present, scaled, 0.0)
+        for j, name in enumerate(names):
+            values, absent = _floats([e.get(name) for e in flat], name, where, rows)
+            if self.log_numeric:
+                values = self._transform(values)
+            mean, std = self.numeric[name]
+            numeric[rows, position, 1 + j] = np.where(absent, 0.0, (values - mean) / std)
+            numeric[rows, position, 1 + len(names) + j] = absent
+        for j, (name, tokens) in enumerate(self.vocab.items()):
+            raw = pd.Series([e.get(name) for e in flat], dtype=object)
+            lookup = {t: i + 2 for i, t in enumerate(tokens)}
+            codes = raw.astype(str).map(lookup).fillna(UNKNOWN).to_numpy(np.int64)
+            categorical[rows, position, j] = np.where(raw.isna().to_numpy(), PAD, codes)
         return numeric, categorical, mask
 
     def to_state(self) -> dict[str, Any]:
@@ -208,6 +221,20 @@ def _select(history: Sequence[Event], options: SequenceOptions, where: str) -> S
     return (
         history[: options.max_events] if options.keep == "first" else history[-options.max_events :]
     )
+
+
+def _floats(
+    values: list[Any], name: str, where: Sequence[str], rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric field's values as float64 (0 where absent) and its absent mask; a value
+    that is not a finite number raises :func:`_to_float`'s error for its row."""
+    raw = np.array(values, dtype=object)
+    absent = np.asarray(pd.isna(raw), dtype=bool)
+    out = np.asarray(pd.to_numeric(pd.Series(raw), errors="coerce"), dtype=np.float64)
+    bad = np.flatnonzero(~absent & ~np.isfinite(out))
+    for i in bad:  # rare: booleans and the like convert, anything else raises
+        out[i] = _to_float(raw[i], name, where[rows[i]])
+    return np.where(absent, 0.0, out), absent
 
 
 def _to_float(value: Any, name: str, where: str) -> float:
