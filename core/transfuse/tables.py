@@ -293,7 +293,22 @@ def event_lists(
 
 def need_columns(frame: pd.DataFrame, columns: list[str], where: str) -> None:
     """A DataError listing every missing column, the config key and the columns there are
-    (the closest first, so a misspelling stands out)."""
+    (the closest first, so a misspelling stands out); also refuses what is not a DataFrame
+    and a needed column whose name the table repeats."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(
+            f"the rows must be a pandas DataFrame, not a {type(frame).__name__}",
+            where=where,
+            fix="pass a DataFrame with one column per input, e.g. pd.DataFrame(rows)",
+        )
+    repeated = set(frame.columns[frame.columns.duplicated()])
+    twice = [c for c in columns if c in repeated]
+    if twice:
+        raise DataError(
+            f"the table has several columns named {', '.join(map(repr, twice))}",
+            where=where,
+            fix="rename or drop the repeated columns",
+        )
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         import difflib
