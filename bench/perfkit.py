@@ -21,6 +21,7 @@ __all__ = [
     "machine",
     "print_table",
     "real_texts",
+    "synchronize",
 ]
 
 
