@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from transfuse import DataError
+from transfuse.badfiles import FIRST_PATHS
 from transfuse.bases import Batch, Encoder
 from transfuse.cache import EmbeddingCache, row_keys
 from transfuse.timm_weights import load_timm_model, resolve_weights
@@ -143,6 +144,19 @@ class VideoFramesEncoder(Encoder):
                     where = f"column {name!r}, row {label!r}"
                     out[i] = self._probe(value, where) is not None
         return out
+
+    def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
+        """Under ``on_bad_file: skip``: how many rows' videos were skipped and the first
+        paths, for the run's log (the shape image and audio report, see transfuse.badfiles)."""
+        if self.options.on_bad_file != "skip":
+            return {}
+        column = _column(values)
+        self.missing(column)  # probes every file not judged yet
+        bad = [v for v in column.tolist() if not is_missing_video(v) and _file_id(v) in self._bad]
+        if not bad:
+            return {}
+        shown = [os.fspath(v) if isinstance(v, str | os.PathLike) else "<bytes>" for v in bad]
+        return {"skipped_files": len(bad), "first": list(dict.fromkeys(shown))[:FIRST_PATHS]}
 
     def _probe(self, value: Any, where: str) -> str | None:
         """Open the file and decode one frame, once per file; the reason when that fails."""
