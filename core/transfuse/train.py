@@ -56,12 +56,18 @@ def default_param_groups(
 ) -> list[dict[str, Any]]:
     """One group per encoder ``param_groups()`` name plus ``default``; biases and norms go
     in a ``<name>.no_decay`` twin. Each group has ``name``, ``params``, ``param_names``,
-    ``lr`` and ``weight_decay``. Frozen (cached) encoders are left out."""
+    ``lr`` and ``weight_decay``. Frozen (cached) encoders are left out. An encoder may
+    give some of its groups their own learning rate with an optional
+    ``param_group_lrs() -> {label: lr}`` (a fine-tuned transformer's, for instance)."""
     claimed: dict[int, str] = {}
+    group_lr: dict[str, float] = {}
     frozen = tuple(f"inputs.{name}." for name in model.frozen_inputs())
     for name, encoder in model.encoders().items():
         if getattr(encoder, "frozen", False):
             continue
+        own = getattr(encoder, "param_group_lrs", None)
+        for label, value in (own() if callable(own) else {}).items():
+            group_lr[f"inputs.{name}.{label}"] = float(value)
         for label, params in encoder.param_groups().items():
             for p in params:
                 claimed[id(p)] = f"inputs.{name}.{label}"
@@ -78,7 +84,7 @@ def default_param_groups(
                 "name": key,
                 "params": [],
                 "param_names": [],
-                "lr": lr,
+                "lr": group_lr.get(base, lr),
                 "weight_decay": 0.0 if no_decay else weight_decay,
             },
         )
@@ -281,6 +287,10 @@ class Trainer:
             torch.manual_seed(cfg.seed * 1000 + epoch)
             for strategy in self.strategies:
                 strategy.on_epoch_start(epoch)
+            for encoder in self.model.encoders().values():  # optional, e.g. LP-FT's probe
+                hook = getattr(encoder, "on_epoch_start", None)
+                if callable(hook):
+                    hook(epoch)
             if self.parallel is not None:  # DDP anew when a strategy changed what trains
                 self.parallel.refresh()
                 self.forward = self.parallel.forward

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from transfuse import Options
 
@@ -34,6 +34,35 @@ class SentenceTransformerOptions(Options):
     batch_size: int = Field(
         default=64, ge=1, description="Rows per forward pass in embed() (bulk embedding)."
     )
+    lr: float = Field(
+        default=3e-5,
+        gt=0,
+        description="Learning rate of the transformer when fine-tuning (frozen: false); "
+        "the rest of the model trains at train.lr.",
+    )
+    train_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fine-tune only the top N transformer layers (and the pooling); the "
+        "token embeddings and the lower layers stay fixed, so a step costs a fraction of "
+        "full fine-tuning. Unset: every layer and the embeddings train.",
+    )
+    probe_epochs: int = Field(
+        default=0,
+        ge=0,
+        description="LP-FT: for the first N epochs the transformer stays fixed and the "
+        "rest of the model trains on its embeddings, computed once up-front; the "
+        "transformer fine-tunes after that. 0: fine-tune from the first step.",
+    )
+
+    @model_validator(mode="after")
+    def _fine_tuning_options_need_frozen_false(self) -> SentenceTransformerOptions:
+        if self.frozen and (self.train_layers is not None or self.probe_epochs):
+            raise ValueError(
+                "train_layers and probe_epochs apply to fine-tuning: set frozen: false "
+                "(or leave them out)"
+            )
+        return self
 
 
 class BagOfWordsOptions(Options):

