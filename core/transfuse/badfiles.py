@@ -83,7 +83,7 @@ class BadFiles:
 
     def is_bad(self, value: Any) -> bool:
         """Whether ``value`` is a file value already known to be unreadable."""
-        return is_file_value(value) and file_id(value) in self._bad
+        return bool(self._bad) and is_file_value(value) and file_id(value) in self._bad
 
     def probe(self, value: Any, read: Callable[[Any], object]) -> bool:
         """Whether the file value reads; ``read`` (which raises a DataError naming the row)
