@@ -341,7 +341,8 @@ class Pipeline:
             return df
         from transfuse.tables import join_tables
 
-        return join_tables(df, self.config.data, tables, where="tables", how=how)
+        where = "--data" if how.startswith("--data") else "tables"
+        return join_tables(df, self.config.data, tables, where=where, how=how)
 
     def predict_scores(
         self,
