@@ -251,6 +251,8 @@ class TensorFate:
     numel: int
     source: str | None = None
     note: str = ""
+    #: The source run it came from, when a transfer has several (``None`` with one).
+    run: str | None = None
 
 
 @dataclass
@@ -262,10 +264,16 @@ class TransferReport:
     notes: list[str] = field(default_factory=list)
 
     def add(
-        self, name: str, fate: Fate, numel: int, source: str | None = None, note: str = ""
+        self,
+        name: str,
+        fate: Fate,
+        numel: int,
+        source: str | None = None,
+        note: str = "",
+        run: str | None = None,
     ) -> None:
-        """Record one tensor's fate."""
-        self.tensors.append(TensorFate(name, fate, numel, source, note))
+        """Record one tensor's fate (``run``: which source run, when there are several)."""
+        self.tensors.append(TensorFate(name, fate, numel, source, note, run))
 
     @property
     def loaded_fraction(self) -> float:
@@ -291,17 +299,31 @@ class TransferReport:
             "tensors": [t.__dict__ for t in self.tensors],
         }
 
+    def runs(self) -> dict[str, int]:
+        """Tensors taken from each source run (empty when the transfer had one source)."""
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            if t.run is not None:
+                out[t.run] = out.get(t.run, 0) + 1
+        return out
+
     def to_markdown(self) -> str:
-        """A table for ``report.md``."""
+        """A table for ``report.md`` (with a source-run column when there are several)."""
+        several = any(t.run is not None for t in self.tensors)
         lines = [
             f"**{self.strategy}**: {self.loaded_fraction:.1%} of target parameters loaded "
             f"({', '.join(f'{n} {k}' for k, n in sorted(self.counts().items()))})",
             "",
-            "| target tensor | fate | from | elements | note |",
-            "| --- | --- | --- | ---: | --- |",
+            "| target tensor | fate | from | "
+            + ("source run | " if several else "")
+            + "elements | note |",
+            "| --- | --- | --- | " + ("--- | " if several else "") + "---: | --- |",
         ]
         for t in self.tensors:
-            lines.append(f"| `{t.name}` | {t.fate} | {t.source or ''} | {t.numel} | {t.note} |")
+            run = f"{t.run or ''} | " if several else ""
+            lines.append(
+                f"| `{t.name}` | {t.fate} | {t.source or ''} | {run}{t.numel} | {t.note} |"
+            )
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -318,6 +340,11 @@ class TransferContext:
     source run's config in ``extra["source_config"]``. ``validation_data`` holds the
     target's labelled validation rows (for strategies that choose by cross-validation on
     every labelled row, such as ``strategy.stack``); ``None`` when not given.
+
+    A transfer from several source runs lists them all, in the order given, in
+    ``source_models`` (with their names in ``source_names`` and configs in
+    ``extra["source_configs"]``); ``source_model`` is the first, for strategies that know
+    only one. With a single source both lists hold just it.
     """
 
     source_model: nn.Module
@@ -331,6 +358,14 @@ class TransferContext:
     batches: Callable[..., Iterator[dict[str, Any]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     validation_data: pd.DataFrame | None = None
+    source_models: list[nn.Module] = field(default_factory=list)
+    source_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.source_models:
+            self.source_models = [self.source_model]
+        if len(self.source_names) != len(self.source_models):
+            self.source_names = [f"source {i}" for i in range(len(self.source_models))]
 
 
 class TransferStrategy:

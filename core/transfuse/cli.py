@@ -45,7 +45,8 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
     config = load_pipeline(args.file)
     if args.source and config.transfer is not None:
-        config.transfer.from_ = args.source
+        runs = [r.strip() for given in args.source for r in given.split(",") if r.strip()]
+        config.transfer.from_ = runs[0] if len(runs) == 1 else runs
     try:
         resolve(config, need_source=True)
     except TransfuseError as exc:
@@ -81,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = config_sub.add_parser("validate", help="check a pipeline file (or preset name)")
     v.add_argument("file", help="a YAML pipeline file or a preset name")
     v.add_argument(
-        "--from", dest="source", help="the source run a transfer section will get from the CLI"
+        "--from",
+        dest="source",
+        action="append",
+        help="the source run(s) a transfer section will get from the CLI (repeatable)",
     )
     v.set_defaults(func=_cmd_config_validate)
     s = config_sub.add_parser("schema", help="print the JSON Schema of pipeline files")

@@ -229,7 +229,7 @@ def _run_transfer(
     pipeline: str,
     out: str,
     *,
-    source: str | None = None,
+    source: str | list[str] | None = None,
     data: str | None = None,
     unlabeled: str | None = None,
     baseline: str | None = None,
@@ -240,17 +240,19 @@ def _run_transfer(
 ) -> int:
     from transfuse.config import load_pipeline
     from transfuse.runs import check_destination
-    from transfuse.workflow import split_of, transfer
+    from transfuse.workflow import source_runs, split_of, transfer
 
     config = _overrides(load_pipeline(pipeline), device, epochs)
     base_dir = Path(pipeline).parent if Path(pipeline).is_file() else None
-    if source is None and config.transfer is not None and config.transfer.from_:
-        source = config.transfer.from_
-        if base_dir is not None and not Path(source).is_absolute() and not Path(source).exists():
-            source = str(base_dir / source)
+    runs = source_runs(source, None)
+    if not runs and config.transfer is not None:
+        runs = source_runs(config.transfer.sources(), base_dir)
+    sources = [str(r) for r in runs]
     checked = config
-    if config.transfer is not None and source is not None:
-        section = config.transfer.model_copy(update={"from_": str(source)})
+    if config.transfer is not None and sources:
+        section = config.transfer.model_copy(
+            update={"from_": sources[0] if len(sources) == 1 else sources}
+        )
         checked = config.model_copy(update={"transfer": section})
     _resolve(checked, pipeline)
     frame = read_rows(data) if data else None
@@ -260,19 +262,21 @@ def _run_transfer(
 
     target = Pipeline(config, base_dir=base_dir)
     result = transfer(
-        target, source, strategies or None, data=frame, unlabeled=extra, baseline=baseline
-    )
+        target, sources or None, strategies or None, data=frame, unlabeled=extra,
+        baseline=baseline,
+    )  # fmt: skip
     path = result.save(out)
     if not is_main_process():  # under torchrun rank 0 reports
         return 0
     metrics = result.pipeline.metrics
     split = split_of(metrics)
-    print(f"transferred {config.name} from {source} -> {path}")
+    print(f"transferred {config.name} from {', '.join(sources) or '?'} -> {path}")
     for report in result.reports:
         print(
             f"  {report.strategy}: {report.loaded_fraction:.1%} of target parameters loaded "
             f"({', '.join(f'{n} {k}' for k, n in sorted(report.counts().items()))})"
         )
+        _print_origins(report)
     if result.comparison:
         print(f"\n  {split} rows    transfer   scratch   difference")
         for metric, row in result.comparison.items():
@@ -286,6 +290,18 @@ def _run_transfer(
         if value is not None:
             print(f"  {split} {metric} {value:.4f}")
     return 0
+
+
+def _print_origins(report: Any) -> None:
+    """With several source runs: which run each target tensor came from."""
+    if not report.runs():
+        return
+    for t in report.tensors:
+        origin = f"from {t.run}" + (f" ({t.source})" if t.source and t.source != t.name else "")
+        if t.run is None:
+            origin = "from no source"
+        note = f"; {t.note}" if t.note else ""
+        print(f"    {t.name}: {t.fate} {origin}{note}")
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
@@ -351,7 +367,13 @@ def add_commands(sub: Any) -> None:
 
     t = sub.add_parser("transfer", help="train a target pipeline by transfer from a source run")
     t.add_argument("pipeline", help="the target pipeline: a YAML file or a preset name")
-    t.add_argument("--from", dest="source", help="the source run directory (or transfer.from)")
+    t.add_argument(
+        "--from",
+        dest="source",
+        action="append",
+        help="a source run directory (repeat, or comma-separate, for several; in order); "
+        "default: transfer.from",
+    )
     t.add_argument("--out", required=True, help="the run directory to write")
     t.add_argument("--data", help="target rows (CSV or parquet) instead of data:")
     t.add_argument("--unlabeled", help="unlabeled target rows, for coral and dann")

@@ -183,7 +183,11 @@ class TrainConfig(_Strict):
 class TransferConfig(_Strict):
     """Train by transfer from a finished source run."""
 
-    from_: str | None = Field(default=None, alias="from", description="Source run directory.")
+    from_: str | list[str] | None = Field(
+        default=None,
+        alias="from",
+        description="Source run directory, or a list of them (several sources, in order).",
+    )
     strategies: list[str | dict[str, dict[str, Any] | None]] = Field(
         default_factory=lambda: list[str | dict[str, dict[str, Any] | None]](["strategy.finetune"]),
         description="Strategies in order: names, or {name: options} mappings.",
@@ -197,6 +201,22 @@ class TransferConfig(_Strict):
             if isinstance(item, dict) and len(item) != 1:
                 raise ValueError(f"strategy {i} must be a name or a one-key mapping")
         return value
+
+    @field_validator("from_")
+    @classmethod
+    def _runs(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value or any(not str(v).strip() for v in value):
+                raise ValueError("give one or more source run directories")
+            if len(set(value)) != len(value):
+                raise ValueError("a source run is listed twice")
+        return value
+
+    def sources(self) -> list[str]:
+        """The source run directories, in the order given (one, or several)."""
+        if self.from_ is None:
+            return []
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_)
 
     def steps(self) -> list[tuple[str, dict[str, Any]]]:
         """The strategies as (name, options) pairs."""

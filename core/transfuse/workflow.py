@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from transfuse.pipeline import Pipeline
     from transfuse.plugins import PluginManager
 
-__all__ = ["COMPARED", "TransferResult", "comparison_table", "transfer"]
+__all__ = ["COMPARED", "TransferResult", "comparison_table", "source_runs", "transfer"]
 
 StrategySpec = "str | tuple[str, Mapping[str, Any]] | Mapping[str, Any] | TransferStrategy"
 
@@ -104,9 +104,31 @@ def build_strategies(
     return out
 
 
+def source_runs(
+    given: str | Path | Sequence[str | Path] | None, base_dir: Path | None
+) -> list[Path]:
+    """The source run directories, in order: one path, a list, or a comma-separated
+    string; relative paths that do not exist here are taken from ``base_dir``."""
+    if given is None:
+        return []
+    items = [given] if isinstance(given, str | Path) else list(given)
+    names = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    out = []
+    for name in names:
+        path = Path(name)
+        if base_dir is not None and not path.is_absolute() and not path.exists():
+            path = base_dir / path
+        out.append(path)
+    if len(set(out)) != len(out):
+        raise ConfigError(
+            "a source run is given twice", where="transfer.from", fix="give each run once"
+        )
+    return out
+
+
 def transfer(
     target: Pipeline | PipelineConfig | Mapping[str, Any] | str | Path,
-    source_run: str | Path | None = None,
+    source_run: str | Path | Sequence[str | Path] | None = None,
     strategies: Sequence[Any] | None = None,
     *,
     data: pd.DataFrame | None = None,
@@ -117,7 +139,9 @@ def transfer(
     manager: PluginManager | None = None,
     shift: bool = True,
 ) -> TransferResult:
-    """Train ``target`` by transfer from the run in ``source_run``.
+    """Train ``target`` by transfer from the run in ``source_run`` (or several runs: a
+    list, or comma-separated; strategies see them all, in order, in ``ctx.source_models``;
+    ``source_data`` and the domain-shift section are the first run's).
 
     ``strategies`` default to the config's ``transfer.strategies`` (else ``finetune``);
     ``data``/``test`` replace the config's data; ``unlabeled`` holds unlabeled target rows
@@ -133,16 +157,16 @@ def transfer(
     manager = manager or get_plugin_manager()
     config, base_dir = _as_config(target)
     section = config.transfer
-    source_run = source_run or (section.from_ if section is not None else None)
-    if source_run is None:
+    if source_run is None or (not isinstance(source_run, str | Path) and not source_run):
+        source_run = section.sources() if section is not None else None
+    paths = source_runs(source_run, base_dir)
+    if not paths:
         raise ConfigError(
             "no source run to transfer from",
             where="transfer.from",
             fix="pass --from RUN (a finished run directory) or set transfer.from",
         )
-    source_path = Path(source_run)
-    if base_dir is not None and not source_path.is_absolute() and not source_path.exists():
-        source_path = base_dir / source_path
+    source_path = paths[0]
     specs = list(strategies) if strategies is not None else None
     if specs is None:
         specs = [dict([s]) for s in section.steps()] if section is not None else ["finetune"]
@@ -150,7 +174,11 @@ def transfer(
     if baseline not in {"none", "scratch"}:
         raise ConfigError(f"unknown baseline {baseline!r}", where="--baseline", fix="none|scratch")
 
-    source = load(source_path, manager=manager)
+    loaded = []
+    for path in paths:  # each checked as a single source is (weights, components)
+        loaded.append(load(path, manager=manager))
+    source = loaded[0]
+    names = [str(p) for p in paths]
     pipeline = Pipeline(config, manager=manager, base_dir=base_dir)
     device = pipeline._make_device()
     instances = build_strategies(specs, manager, device)
@@ -165,6 +193,8 @@ def transfer(
         steps = -(-len(splits.train) // pipe.config.train.batch_size)
         ctx = TransferContext(
             source_model=source.model,
+            source_models=[s.model for s in loaded if s.model is not None],
+            source_names=names,
             target_model=model,
             device=pipe.device,
             target_data=splits.train,
@@ -178,6 +208,7 @@ def transfer(
                 "label": pipe.config.task.target,
                 "task": pipe.task,
                 "source_config": source.config,
+                "source_configs": [s.config for s in loaded],
             },
         )
         reports = []
@@ -187,7 +218,11 @@ def transfer(
                 reports.append(report)
         manager.emit(
             "transfer_prepared",
-            {"source": str(source_path), "reports": [r.to_dict() for r in reports]},
+            {
+                "source": str(source_path),
+                "sources": names,
+                "reports": [r.to_dict() for r in reports],
+            },
         )
         return reports
 
@@ -195,6 +230,7 @@ def transfer(
     result = TransferResult(pipeline, reports=list(pipeline.transfer_reports))
     pipeline.metrics["transfer"] = {
         "source": str(source_path),
+        "sources": names,
         "strategies": [getattr(s, "name", type(s).__name__) for s in instances],
         "loaded_fraction": [r.loaded_fraction for r in result.reports],
     }

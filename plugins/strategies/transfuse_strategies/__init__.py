@@ -26,6 +26,7 @@ __all__ = [
     "LpFtOptions",
     "MapRule",
     "ReplayOptions",
+    "SourceWeightsOptions",
     "StackOptions",
     "transfuse_strategies",
 ]
@@ -172,12 +173,41 @@ class LayerMapOptions(Options):
         "initialised); 'target-trees' keeps the target's own trees (leaf embeddings new).",
     )
     boost_trees: int = Field(default=50, ge=1, description="Trees added by gbdt: continue.")
+    combine: Literal["first", "average"] = Field(
+        default="first",
+        description="With several source runs: 'first' takes each target tensor from the "
+        "first run (in the order given) whose tensor fits; 'average' averages the tensors "
+        "of every run that fits whole (same shape), else takes the first that fits. Inputs "
+        "whose gbdt trees came from one run take all their tensors from that run.",
+    )
     fitted_columns: Literal["source", "target"] = Field(
         default="source",
         description="For neural tabular inputs (tabular.mlp, tabular.ft-transformer): "
         "'source' gives the target encoder the source's fitted column statistics (scalers, "
         "bins, vocabularies) for the columns both have, so the copied embeddings see values "
         "as the source did; 'target' keeps those fitted on the target's own rows.",
+    )
+
+
+class SourceWeightsOptions(LayerMapOptions):
+    """Options of ``strategy.source-weights``: layer-map's, plus how the sources are weighed."""
+
+    temperature: float = Field(
+        default=0.02,
+        gt=0,
+        description="Source k's weight is softmax(AUC_k / temperature) over the sources, AUC_k "
+        "its score alone on the target's labelled rows (small: the best source takes all).",
+    )
+    distill: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of a loss pulling the target's logits toward the weighted sum of "
+        "the sources' logits on the training rows (0: the weights only order the sources).",
+    )
+    use_validation: bool = Field(
+        default=True,
+        description="Score the sources on the validation rows too (every labelled row counts; "
+        "nothing is fitted on them, and test rows are never seen).",
     )
 
 
@@ -297,6 +327,13 @@ def transfuse_strategies() -> list[StrategyEntry]:
             options=LayerMapOptions,
             copies_weights=True,  # so the config check puts it before strategies that train
             description="Copy source parameters into the target by rules, columns and values.",
+        ),
+        StrategyEntry(
+            name="strategy.source-weights",
+            factory="transfuse_strategies.sourceweights:SourceWeights",
+            options=SourceWeightsOptions,
+            description="Several source runs weighed by their AUC alone on the target's labels.",
+            copies_weights=True,
         ),
         StrategyEntry(
             name="strategy.l2sp",

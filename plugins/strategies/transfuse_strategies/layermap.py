@@ -10,7 +10,7 @@ model that silently learned nothing from the source.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ class _Outcome:
     source: str | None = None
     note: str = ""
     rows: Tensor | None = None  # bool mask (rows, or the whole tensor) of what was loaded
+    run: str | None = None  # the source run, when there are several
 
 
 class LayerMap(TransferStrategy):
@@ -42,10 +43,16 @@ class LayerMap(TransferStrategy):
     After ``prepare``, ``ctx.extra["loaded"]`` maps each loaded target parameter's name to
     ``None`` (all of it came from the source) or a boolean mask of what did (over its rows,
     or of its full shape); ``strategy.l2sp`` reads it.
+
+    With several source runs (``ctx.source_models``) each target tensor comes from the
+    first run whose tensor fits (``combine: first``) or from the average of every run whose
+    tensor fits whole (``combine: average``); the report names the run of each tensor.
     """
 
     options: LayerMapOptions
     copies_weights = True
+    #: The name the report carries.
+    report_name = "strategy.layer-map"
 
     def __init__(self, options: LayerMapOptions, device: Any) -> None:
         super().__init__(options, device)
@@ -55,37 +62,159 @@ class LayerMap(TransferStrategy):
     def prepare(self, ctx: TransferContext) -> TransferReport:
         """Map, copy, initialise the rest, check ``min_loaded``; return the report."""
         self.context = ctx
-        source, target = unwrap(ctx.source_model), unwrap(ctx.target_model)
+        models = list(ctx.source_models) or [ctx.source_model]
+        names = list(ctx.source_names)
+        if len(names) != len(models):
+            names = [f"source {i}" for i in range(len(models))]
+        return self.load_sources(ctx, models, names, [1.0] * len(models))
+
+    def load_sources(
+        self,
+        ctx: TransferContext,
+        models: list[nn.Module],
+        names: list[str],
+        weights: list[float],
+        *,
+        check: bool = True,
+    ) -> TransferReport:
+        """Fill the target from ``models`` (in order; ``weights`` weigh an average)."""
+        target = unwrap(ctx.target_model)
+        sources = [unwrap(m) for m in models]
+        several = len(sources) > 1
         self.seed = self.device_manager.seed or 0
-        report = TransferReport("strategy.layer-map")
-        plan = NamePlan(source, target, self.options)
-        grown = self._adopt_trees(ctx, plan, report)
-        self._adopt_columns(plan, report)
+        report = TransferReport(self.report_name)
+        plans = [NamePlan(s, target, self.options) for s in sources]
+        grown, pinned = self._adopt_all_trees(ctx, plans, names if several else None, report)
+        for k in reversed(range(len(plans))):  # the first run's statistics win
+            self._adopt_columns(plans[k], report, names[k] if several else None)
         targets = dict(target.named_parameters())
-        sources = dict(source.named_parameters())
-        mapping = plan.plan(list(sources), set(targets))
-        outcomes = {
-            name: self._fill(target, name, param, plan, mapping.get(name), sources)
-            for name, param in targets.items()
-        }
+        tensors = [dict(s.named_parameters()) for s in sources]
+        mappings = [p.plan(list(t), set(targets)) for p, t in zip(plans, tensors, strict=True)]
+        outcomes: dict[str, _Outcome] = {}
+        for name, param in targets.items():
+            candidates = [
+                (k, plans[k], mappings[k].get(name), tensors[k])
+                for k in range(len(sources))
+                if _pinned_to(name, pinned) in (None, k)
+            ]
+            if not several:
+                outcomes[name] = self._fill(target, name, param, *candidates[0][1:])
+            elif self.options.combine == "average":
+                outcomes[name] = self._average(target, name, param, candidates, names, weights)
+            else:
+                outcomes[name] = self._first(target, name, param, candidates, names)
         for name, (old_rows, note) in self._continue_boosting(ctx, grown).items():
-            outcomes[name] = _Outcome("reshaped", outcomes[name].source, note, old_rows)
+            o = outcomes[name]
+            outcomes[name] = _Outcome("reshaped", o.source, note, old_rows, o.run)
         targets = dict(target.named_parameters())
         for name, param in targets.items():
             o = outcomes[name]
-            report.add(name, o.fate, param.numel(), o.source, o.note)
-        self._copy_buffers(source, target, plan, report)
-        used = {src for src, _ in mapping.values()}
-        unused = [n for n in sources if n not in used]
-        if unused:
-            report.notes.append(
-                f"{len(unused)} source tensors have no target: {describe_names(unused, 6)}"
-            )
-        self._check(report, mapping, sources, targets)
+            report.add(name, o.fate, param.numel(), o.source, o.note, o.run)
+        self._copy_buffers(sources, target, plans, report, names if several else None)
+        for k, mapping in enumerate(mappings):
+            used = {src for src, _ in mapping.values()}
+            unused = [n for n in tensors[k] if n not in used]
+            if unused:
+                who = f"{names[k]}: " if several else ""
+                report.notes.append(
+                    f"{who}{len(unused)} source tensors have no target: {describe_names(unused, 6)}"
+                )
+        if several:
+            taken = ", ".join(f"{n} {report.runs().get(n, 0)}" for n in names)
+            report.notes.append(f"tensors per source run ({self.options.combine}): {taken}")
+        if check:
+            self._check(report, mappings[0], tensors[0], targets)
         loaded = [t.name for t in report.tensors if t.fate in ("copied", "reshaped")]
         ctx.extra["loaded"] = {name: outcomes[name].rows for name in loaded}
         ctx.extra.setdefault("reports", []).append(report)
         return report
+
+    # -- several sources -----------------------------------------------------------------
+    def _first(
+        self,
+        model: nn.Module,
+        name: str,
+        param: Tensor,
+        candidates: Sequence[tuple[int, NamePlan, Any, Mapping[str, Tensor]]],
+        names: list[str],
+    ) -> _Outcome:
+        """The first run whose tensor fits (copied or reshaped) gives it; an explicit skip
+        or reinit rule of an earlier run decides."""
+        fallback: _Outcome | None = None
+        for k, plan, found, tensors in candidates:
+            if found is None:
+                continue
+            outcome = self._fill(model, name, param, plan, found, tensors)
+            outcome.run = names[k]
+            if outcome.fate != "reinitialised" or found[1].shape == "reinit":
+                return outcome
+            fallback = fallback or outcome
+        if fallback is not None:
+            self._reinit(model, name, param)
+            return fallback
+        return self._fill(model, name, param, candidates[0][1] if candidates else None, None, {})
+
+    def _average(
+        self,
+        model: nn.Module,
+        name: str,
+        param: Tensor,
+        candidates: Sequence[tuple[int, NamePlan, Any, Mapping[str, Tensor]]],
+        names: list[str],
+        weights: list[float],
+    ) -> _Outcome:
+        """The weighted mean of the runs whose tensor fits whole; else as ``first``."""
+        start = param.detach().clone()
+        whole: list[tuple[int, _Outcome, Tensor]] = []
+        others: list[str] = []
+        for k, plan, found, tensors in candidates:
+            if found is None:
+                continue
+            with torch.no_grad():
+                param.copy_(start)
+            outcome = self._fill(model, name, param, plan, found, tensors)
+            if outcome.fate == "copied":
+                whole.append((k, outcome, param.detach().clone()))
+            else:
+                src = tensors[found[0]]
+                others.append(f"{names[k]} {outcome.fate} ({tuple(src.shape)})")
+        if len(whole) < 2:
+            with torch.no_grad():
+                param.copy_(start)
+            outcome = self._first(model, name, param, candidates, names)
+            if others and whole:
+                outcome.note = _join(outcome.note, f"not averaged: {'; '.join(others)}")
+            return outcome
+        total = sum(weights[k] for k, _, _ in whole)
+        mean = sum(weights[k] / total * value.float() for k, _, value in whole)
+        _assign(param, mean)  # type: ignore[arg-type]
+        runs = " + ".join(
+            names[k] if len({weights[j] for j, _, _ in whole}) == 1 else
+            f"{names[k]} x{weights[k] / total:.2f}" for k, _, _ in whole
+        )  # fmt: skip
+        note = f"average of {len(whole)} runs"
+        if others:
+            note += f"; left out: {'; '.join(others)}"
+        return _Outcome("copied", whole[0][1].source, _join(whole[0][1].note, note), None, runs)
+
+    def _adopt_all_trees(
+        self,
+        ctx: TransferContext,
+        plans: list[NamePlan],
+        names: list[str] | None,
+        report: TransferReport,
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Each gbdt target input takes the trees of the first run that has them; returns
+        the leaf rows grown and, by input, the run its tensors must all come from."""
+        grown: dict[str, int] = {}
+        pinned: dict[str, int] = {}
+        for k, plan in enumerate(plans):
+            taken = set(pinned)
+            kept = self._adopt_trees(ctx, plan, report, taken, names[k] if names else None)
+            for name in kept:
+                pinned[name] = k
+            grown.update({n: r for n, r in kept.items() if n not in grown})
+        return grown, pinned if names else {}
 
     # -- one tensor ----------------------------------------------------------------------
     def _fill(
@@ -93,11 +222,11 @@ class LayerMap(TransferStrategy):
         model: nn.Module,
         name: str,
         param: Tensor,
-        plan: NamePlan,
+        plan: NamePlan | None,
         found: tuple[str, CompiledRule] | None,
         sources: Mapping[str, Tensor],
     ) -> _Outcome:
-        if found is None:
+        if found is None or plan is None:
             self._reinit(model, name, param)
             return _Outcome("reinitialised", note="no source tensor maps here")
         source_name, rule = found
@@ -209,26 +338,46 @@ class LayerMap(TransferStrategy):
 
     # -- buffers (batch-norm statistics) -------------------------------------------------
     def _copy_buffers(
-        self, source: nn.Module, target: nn.Module, plan: NamePlan, report: TransferReport
+        self,
+        sources: list[nn.Module],
+        target: nn.Module,
+        plans: list[NamePlan],
+        report: TransferReport,
+        names: list[str] | None,
     ) -> None:
+        """Buffers (batch-norm statistics) of equal shape, each from the first run that has
+        it (never averaged)."""
         if not self.options.buffers:
             return
-        sources = dict(source.named_buffers())
         targets = dict(target.named_buffers())
-        copied = 0
-        for target_name, (source_name, rule) in plan.plan(list(sources), set(targets)).items():
-            src, dst = sources[source_name], targets[target_name]
-            if rule.shape in ("copy", "slice") and src.shape == dst.shape:
-                _assign(dst, src)
-                copied += 1
+        done: dict[str, int] = {}
+        for k, (source, plan) in enumerate(zip(sources, plans, strict=True)):
+            buffers = dict(source.named_buffers())
+            for target_name, (source_name, rule) in plan.plan(list(buffers), set(targets)).items():
+                src, dst = buffers[source_name], targets[target_name]
+                if target_name in done or rule.shape not in ("copy", "slice"):
+                    continue
+                if src.shape == dst.shape:
+                    _assign(dst, src)
+                    done[target_name] = k
         if targets:
-            report.notes.append(f"buffers: {copied} of {len(targets)} copied from the source")
+            note = f"buffers: {len(done)} of {len(targets)} copied from the source"
+            if names:
+                counts = [sum(1 for v in done.values() if v == k) for k in range(len(names))]
+                note += " (" + ", ".join(f"{n} {c}" for n, c in zip(names, counts)) + ")"
+            report.notes.append(note)
 
     # -- tabular.gbdt inputs -------------------------------------------------------------
     def _adopt_trees(
-        self, ctx: TransferContext, plan: NamePlan, report: TransferReport
+        self,
+        ctx: TransferContext,
+        plan: NamePlan,
+        report: TransferReport,
+        taken: set[str] | None = None,
+        run: str | None = None,
     ) -> dict[str, int]:
-        """Give each gbdt target input the source's trees (unless ``target-trees``).
+        """Give each gbdt target input the source's trees (unless ``target-trees``, or the
+        input is in ``taken``: an earlier source run gave it its trees).
 
         Returns input name -> leaf rows before any continued boosting.
         """
@@ -236,8 +385,12 @@ class LayerMap(TransferStrategy):
         grown: dict[str, int] = {}
         for name, (t_enc, s_enc, s_name) in _gbdt_pairs(plan).items():
             if mode == "target-trees":
-                report.notes.append(f"inputs.{name}: target's own trees kept; leaves are new")
+                note = f"inputs.{name}: target's own trees kept; leaves are new"
+                if note not in report.notes:
+                    report.notes.append(note)
                 plan.rules.insert(0, _reinit_rule(f"inputs.{s_name}.leaf_embedding.*"))
+                continue
+            if taken and name in taken:
                 continue
             wanted = _tabular_columns(t_enc)
             _copy_fitted(s_enc, t_enc)
@@ -250,12 +403,13 @@ class LayerMap(TransferStrategy):
                     where="strategy.layer-map",
                     fix="map them with 'columns: {source: target}', or use gbdt: target-trees",
                 )
-            report.notes.append(f"inputs.{name}: source trees kept ({mode})")
+            who = f" of {run}" if run else ""
+            report.notes.append(f"inputs.{name}: source trees{who} kept ({mode})")
             grown[name] = sum(getattr(t_enc, "leaves_per_tree", []))
         return grown
 
     # -- neural tabular inputs -------------------------------------------------------------
-    def _adopt_columns(self, plan: NamePlan, report: TransferReport) -> None:
+    def _adopt_columns(self, plan: NamePlan, report: TransferReport, run: str | None) -> None:
         """Give each neural tabular target input the source's fitted column statistics
         for the columns both have (``fitted_columns: source``)."""
         if self.options.fitted_columns != "source":
@@ -263,8 +417,9 @@ class LayerMap(TransferStrategy):
         for name, (t_enc, s_enc, _) in _input_pairs(plan, _is_neural_table).items():
             adopted = _adopt_column_stats(s_enc, t_enc, plan)
             if adopted:
+                who = f"{run}'s" if run else "the source's"
                 report.notes.append(
-                    f"inputs.{name}: the source's fitted statistics (scalers, bins, "
+                    f"inputs.{name}: {who} fitted statistics (scalers, bins, "
                     f"vocabularies) for {adopted} of {len(_tabular_columns(t_enc))} columns"
                 )
 
@@ -319,6 +474,18 @@ class LayerMap(TransferStrategy):
             "'inputs.applicant.*', to: 'inputs.borrower.*'}) or a 'columns' rename map, or "
             "lower min_loaded if a partial transfer is what you want",
         )
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _pinned_to(name: str, pinned: dict[str, int]) -> int | None:
+    """The run all tensors of this parameter's input must come from (its gbdt trees'), if any."""
+    parts = name.split(".", 2)
+    if len(parts) == 3 and parts[0] == "inputs":
+        return pinned.get(parts[1])
+    return None
 
 
 def _assign(dst: Tensor, value: Tensor) -> None:

@@ -26,6 +26,7 @@ OPTIONS = {
     "strategy.l2sp": plugin.L2SPOptions,
     "strategy.replay": plugin.ReplayOptions,
     "strategy.stack": plugin.StackOptions,
+    "strategy.source-weights": plugin.SourceWeightsOptions,
     "strategy.coral": plugin.CoralOptions,
     "strategy.dann": plugin.DannOptions,
 }
