@@ -98,6 +98,18 @@ def test_splits_hold_out_whole_entities_when_a_key_repeats():
     assert 0.15 < len(sets[2]) / 120 < 0.25  # test_size counts entities
 
 
+def test_a_label_budget_keeps_whole_entities_too():
+    rng = np.random.default_rng(1)
+    keys = np.repeat(np.arange(200), 3)
+    frame = pd.DataFrame({"cid": keys, "x": rng.normal(size=len(keys))})
+    frame["y"] = rng.integers(0, 2, len(keys))
+    cfg = parse_config({**config(), "data": {"key": "cid", "label_budget": 150}})
+    splits = split_frame(frame, cfg)
+    kept = pd.concat([splits.train, splits.validation])
+    assert kept.groupby("cid").size().eq(3).all()  # no entity cut in part
+    assert abs(len(kept) - 150) <= 3
+
+
 # -- joins ----------------------------------------------------------------------------
 
 
@@ -237,3 +249,23 @@ def test_an_events_table_with_no_rows_scores_every_entity_as_without_events(run,
     empty = pd.read_csv(paths["tx"]).iloc[:0]
     scores = pipeline.predict(main_rows, {"bureau": bureau, "tx": empty})
     assert len(scores) == 60 and scores.notna().all().all()
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_command_line_takes_the_same_tables(run, tmp_path, capsys):
+    paths = new_tables(tmp_path)
+    code = main(
+        [
+            "evaluate",
+            str(run),
+            "--data",
+            str(paths["main"]),
+            "--data",
+            f"bureau={paths['bureau']}",
+            "--data",
+            f"tx={paths['tx']}",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert "roc_auc" in capsys.readouterr().out
