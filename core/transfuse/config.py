@@ -54,7 +54,9 @@ MAX_VALUES = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), populate_by_name=True, allow_inf_nan=False
+    )  # `lr: .inf` and `.nan` are YAML floats, and no setting here means them
 
     @field_validator("*", mode="before")
     @classmethod
@@ -147,7 +149,7 @@ class TrainConfig(_Strict):
 
     epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
+    lr: float = Field(default=1e-3, gt=0, le=100)  # past float32's range the optimizer crashes
     weight_decay: float = Field(default=1e-4, ge=0)
     warmup: float = Field(default=0.05, ge=0, lt=1, description="Warm-up fraction of steps.")
     grad_clip: float | None = Field(default=1.0, gt=0)
@@ -159,7 +161,7 @@ class TrainConfig(_Strict):
         default=0, ge=0, lt=2**31, description="Seeds every generator and the data splits."
     )  # numpy and scikit-learn take seeds below 2**32; splits add small offsets
     compile: bool = False
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: int = Field(default=0, ge=0, le=64)  # 1000 workers hang a small machine
     progress: bool = True
 
     @field_validator("device")
