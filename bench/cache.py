@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from perfkit import LOAN_COLUMNS, add_device_args, loan_config, loans, machine, print_table
+from perfkit import (
+    LOAN_COLUMNS,
+    add_device_args,
+    loan_config,
+    loans,
+    machine,
+    print_table,
+    set_threads,
+)
 
 
 def chart_images(frame: pd.DataFrame, folder: Path) -> list[str]:
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000, help="loans used (of 10,000)")
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
+    set_threads(args)
     work = Path(tempfile.mkdtemp(prefix="transfuse-cache-bench-"))
     os.environ["TRANSFUSE_CACHE"] = str(work / "cache")  # empty: the first run is cold
     from transfuse import Pipeline

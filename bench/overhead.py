@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 import torch
-from perfkit import add_device_args, loan_config, loans, machine, print_table
+from perfkit import add_device_args, loan_config, loans, machine, print_table, set_threads
 
 
 def materialise(data: Any) -> dict[str, Any]:
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10000, help="loans used (of 10,000)")
     parser.add_argument("--cache", default=None, help="embedding cache folder (default: temp)")
     args = parser.parse_args()
+    set_threads(args)
     os.environ["TRANSFUSE_CACHE"] = args.cache or tempfile.mkdtemp(prefix="transfuse-bench-")
     from transfuse import Pipeline
 

@@ -21,6 +21,7 @@ __all__ = [
     "machine",
     "print_table",
     "real_texts",
+    "set_threads",
     "synchronize",
 ]
 
@@ -30,12 +31,24 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     parser.add_argument("--repeat", type=int, default=2, help="runs per timing (best kept)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's own)"
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (on a loaded machine, 1 thread avoids spinning on busy cores)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def device_manager(args: argparse.Namespace) -> Any:
-    """The transfuse device manager the flags name."""
+    """The transfuse device manager the flags name (and ``--threads`` applied)."""
     from transfuse.device import DeviceManager
 
+    set_threads(args)
     return DeviceManager(args.device, args.precision, seed=0)
 
 

@@ -320,9 +320,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--encoder", choices=["hashed", "minilm"], default="hashed")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: CPU seconds measure work)"
-    )
+    parser.set_defaults(threads=1)  # one torch thread: CPU seconds measure the work
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)  # one size, in a child
     args = parser.parse_args()
     if args.rows is not None:
