@@ -222,3 +222,43 @@ def test_rows_that_are_not_a_dataframe_are_a_transfuse_error(fitted: Pipeline, r
     for call in (fitted.predict, fitted.evaluate):
         with pytest.raises(TransfuseError, match="must be a pandas DataFrame"):
             call(rows)
+
+
+#: Train settings to fuzz, each with values around and past its limits; not epochs (a huge
+#: count is a valid, endless run), compile (slow on a CPU) or num_workers (processes).
+extremes = st.sampled_from([0, 1e-300, 1e300, 3.4e39, float("inf"), float("nan"), -1])
+TRAIN_VALUES: dict[str, Any] = {
+    "batch_size": st.one_of(st.integers(-5, 10**13), extremes),
+    "lr": st.one_of(st.floats(0, 1e3), extremes),
+    "weight_decay": st.one_of(st.floats(0, 1e6), extremes),
+    "warmup": st.one_of(st.floats(-1, 2), extremes),
+    "grad_clip": st.one_of(st.none(), st.floats(0, 10), extremes),
+    "patience": st.one_of(st.integers(-2, 10**12), extremes),
+    "metric": st.sampled_from(["roc_auc", "loss", "ks", "brier", "rmse", "foo", None]),
+    "device": st.sampled_from(["cpu", "auto", "CPU ", "cuda", "cuda:7", "mps", "tpu9"]),
+    "precision": st.sampled_from(["auto", "fp32", "bf16", "fp16", "fp8"]),
+    "seed": st.one_of(st.integers(-(2**40), 2**40), extremes),
+}
+
+
+@pytest.mark.slow
+@FIT
+@given(
+    changes=st.lists(
+        st.sampled_from(sorted(TRAIN_VALUES)), min_size=1, max_size=3, unique=True
+    ).flatmap(lambda keys: st.fixed_dictionaries({k: TRAIN_VALUES[k] for k in keys}))
+)
+def test_any_train_settings_train_or_are_a_transfuse_error(
+    installed: PluginManager, changes: dict[str, Any]
+) -> None:
+    config = {**CONFIG, "train": {**CONFIG["train"], **changes}}
+    try:
+        pipeline = Pipeline.from_config(config, manager=installed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipeline.fit(_clean())
+    except TransfuseError as exc:
+        assert "\n" not in str(exc)
+        event(f"refused: {exc.what[:40]}")
+        return
+    event("trained")
