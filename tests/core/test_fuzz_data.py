@@ -188,6 +188,7 @@ def test_fit_on_any_frame_trains_or_is_a_transfuse_error(
         assert len(scores) == len(frame)
 
 
+@pytest.mark.slow
 @PREDICT
 @given(frame=frames(label=False))
 def test_predict_on_any_frame_scores_or_is_a_transfuse_error(
@@ -202,6 +203,7 @@ def test_predict_on_any_frame_scores_or_is_a_transfuse_error(
     assert np.isfinite(scores.to_numpy()).all()
 
 
+@pytest.mark.slow
 @PREDICT
 @given(frame=frames())
 def test_evaluate_on_any_frame_measures_or_is_a_transfuse_error(

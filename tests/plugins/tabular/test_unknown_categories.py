@@ -63,6 +63,7 @@ def test_unseen_categories_score_as_the_unknown_bucket_and_are_counted(fitted: P
     assert fitted.predict_report == {}
 
 
+@pytest.mark.slow
 def test_a_run_logs_unknown_categories_of_its_held_out_rows(tabular: Any, tmp_path: Path) -> None:
     rows = frame(48)
     rows.loc[[5, 17, 33], "colour"] = "teal"  # three rare rows, wherever the split puts them
