@@ -79,6 +79,7 @@ ARMS: dict[str, tuple[str, str, list[Any]]] = {
         "gbdt: continue boosting + finetune",
         [("layer-map", {"gbdt": "continue"}), FINETUNE],
     ),
+    "gbdt-pool": ("gbdt", "gbdt: layer-map + pool", [("layer-map", {}), ("pool", {})]),
     "mlp-stack": ("mlp", "mlp: layer-map + stack", [("layer-map", {}), STACK]),
     "mlp-finetune": ("mlp", "mlp: layer-map + finetune", [("layer-map", {}), FINETUNE]),
 }
@@ -197,7 +198,8 @@ class Split:
                 family, method, steps = ARMS[arm]
                 cfg = network_config(family, pair.label, seed, TRAIN, pair.shared)
                 moved = transfuse.transfer(cfg, self.sources[family], steps, data=rows,
-                                           test=self.test, shift=False).pipeline  # fmt: skip
+                                           test=self.test, source_data=pair.source,
+                                           shift=False).pipeline  # fmt: skip
                 add(method, "transfer", moved.predict_scores(self.test)[:, -1])
             shown = [a for a in found.values() if a.kind != "bar" or a.method == BAR_POOLED]
             line = "  ".join(

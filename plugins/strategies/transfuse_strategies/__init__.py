@@ -1,5 +1,5 @@
 """Transfer strategies for transfuse: fine-tuning, freezing, layer mapping, L2-SP, replay,
-stacking, CORAL, DANN.
+stacking, pooled averaging, CORAL, DANN.
 
 This module registers the strategies and holds their options models; it imports no torch.
 The implementations live in submodules that are imported only when a strategy is built.
@@ -25,6 +25,7 @@ __all__ = [
     "LayerMapOptions",
     "LpFtOptions",
     "MapRule",
+    "PoolOptions",
     "ReplayOptions",
     "SourceWeightsOptions",
     "StackOptions",
@@ -293,6 +294,40 @@ class StackOptions(Options):
         return value
 
 
+class PoolOptions(Options):
+    """Options of ``strategy.pool``: the source logit averaged with a pooled booster's,
+    distilled into the network."""
+
+    mix: float = Field(
+        default=0.5, gt=0, lt=1, description="Weight of the pooled model in the average."
+    )
+    trees: int = Field(default=300, ge=1, description="Trees fitted on the pooled rows.")
+    learning_rate: float = Field(default=0.03, gt=0, description="Their learning rate.")
+    leaves: int = Field(default=15, ge=2, description="Leaves per tree.")
+    min_rows_per_leaf: int = Field(default=10, ge=1, description="Fewest rows in a leaf.")
+    row_subsample: float = Field(default=0.8, gt=0, le=1, description="Rows per tree.")
+    column_subsample: float = Field(default=0.8, gt=0, le=1, description="Columns per tree.")
+    l2: float = Field(default=1.0, ge=0, description="L2 penalty on leaf values.")
+    source_weight: float = Field(
+        default=1.0, gt=0, description="Weight of a source row (a target row weighs 1)."
+    )
+    use_validation: bool = Field(
+        default=True, description="Also pool the target's validation rows (every label counts)."
+    )
+    distill_epochs: int = Field(
+        default=10, ge=1, description="Epochs over the pooled rows to distil the average."
+    )
+    distill_lr: float = Field(default=1e-3, gt=0, description="Adam learning rate of it.")
+    distill_batch_size: int = Field(default=256, ge=1, description="Rows per distil step.")
+    threads: int = Field(default=1, ge=1, description="LightGBM threads.")
+    seed: int = Field(default=0, description="Seed of the subsampling and the distil order.")
+    then: Literal["keep", "train"] = Field(
+        default="keep",
+        description="'keep': nothing trains afterwards (learning rates 0); 'train': training "
+        "goes on from the average.",
+    )
+
+
 @hookimpl
 def transfuse_strategies() -> list[StrategyEntry]:
     """The strategies this plugin provides."""
@@ -346,6 +381,13 @@ def transfuse_strategies() -> list[StrategyEntry]:
             factory="transfuse_strategies.replay:Replay",
             options=ReplayOptions,
             description="Keep training on labelled source rows beside the target's (rehearsal).",
+        ),
+        StrategyEntry(
+            name="strategy.pool",
+            factory="transfuse_strategies.pool:Pool",
+            options=PoolOptions,
+            description="Average the source logit with a booster fitted on source + target "
+            "rows pooled (tabular.gbdt input).",
         ),
         StrategyEntry(
             name="strategy.stack",

@@ -31,7 +31,7 @@ from transfuse import TransferError
 from transfuse.bases import TransferContext, TransferReport, TransferStrategy
 from transfuse_strategies import StackOptions
 
-__all__ = ["Stack", "choose_penalty", "fit_offset_logistic"]
+__all__ = ["Stack", "choose_penalty", "fit_offset_logistic", "score_rows"]
 
 
 def _loss_grad(
@@ -184,23 +184,8 @@ class Stack(TransferStrategy):
         return report
 
     def _score(self, ctx: TransferContext, rows: Any) -> tuple[Any, Any, Any]:
-        """Source logits, fused features and 0/1 labels of ``rows`` (eval mode, no grad)."""
-        assert ctx.batches is not None
-        model = ctx.target_model
-        was_training = model.training
-        model.eval()
-        logits, feats, labels = [], [], []
-        with torch.no_grad():
-            for batch in ctx.batches(rows, 512, shuffle=False):
-                batch = ctx.device.move(batch)
-                out = model(batch)
-                logits.append(out["logits"].float().reshape(-1).cpu().numpy())
-                feats.append(out["features"].float().cpu().numpy())
-                labels.append(batch["target"].float().reshape(-1).cpu().numpy())
-        model.train(was_training)
-        return (np.concatenate(logits).astype(np.float64),
-                np.concatenate(feats).astype(np.float64),
-                np.concatenate(labels).astype(np.float64))  # fmt: skip
+        """Source logits, fused features and 0/1 labels of ``rows`` (see :func:`score_rows`)."""
+        return score_rows(ctx, rows)
 
     @staticmethod
     def _rewrite_head(head: nn.Linear, beta: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> None:
@@ -225,6 +210,27 @@ class Stack(TransferStrategy):
             for group in groups:
                 group["lr"], group["weight_decay"] = 0.0, 0.0
         return groups
+
+
+def score_rows(ctx: TransferContext, rows: Any) -> tuple[Any, Any, Any]:
+    """Logits, fused features and 0/1 labels of ``rows`` under the target model (eval
+    mode, no grad)."""
+    assert ctx.batches is not None
+    model = ctx.target_model
+    was_training = model.training
+    model.eval()
+    logits, feats, labels = [], [], []
+    with torch.no_grad():
+        for batch in ctx.batches(rows, 512, shuffle=False):
+            batch = ctx.device.move(batch)
+            out = model(batch)
+            logits.append(out["logits"].float().reshape(-1).cpu().numpy())
+            feats.append(out["features"].float().cpu().numpy())
+            labels.append(batch["target"].float().reshape(-1).cpu().numpy())
+    model.train(was_training)
+    return (np.concatenate(logits).astype(np.float64),
+            np.concatenate(feats).astype(np.float64),
+            np.concatenate(labels).astype(np.float64))  # fmt: skip
 
 
 def _fmt(lam: float) -> str:
