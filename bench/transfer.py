@@ -56,6 +56,7 @@ from transfer_tables import Arm, _aucs, metrics, paired_difference, tables
 import transfuse
 from transfuse import get_plugin_manager
 from transfuse.config import load_pipeline
+from transfuse.pipeline import load as load_run
 
 __all__ = ["ARMS", "RECIPE", "Arm", "_aucs", "metrics", "paired_difference"]
 
@@ -158,9 +159,13 @@ class Split:
         self.source_scores: dict[str, np.ndarray] = {}
         families = {"gbdt"} | {ARMS[a][0] for a in arms if a in ARMS}
         for family in sorted(families):
-            cfg = network_config(family, pair.source_label, 0, SOURCE_TRAIN, pair.shared, 0.1)
-            pipe = transfuse.Pipeline.from_config(cfg).fit(pair.source)
-            self.sources[family] = pipe.save(workdir / f"source-{pair.name}-{family}")
+            # The source network does not depend on the split: fitted once per pair.
+            path = workdir / f"source-{pair.name}-{family}"
+            if not path.exists():
+                cfg = network_config(family, pair.source_label, 0, SOURCE_TRAIN, pair.shared, 0.1)
+                transfuse.Pipeline.from_config(cfg).fit(pair.source).save(path)
+            self.sources[family] = path
+            pipe = load_run(path)
             self.source_scores[family] = pipe.predict_scores(self.test)[:, -1]
             log(f"  source {family} network on the target test rows: AUC "
                 f"{roc_auc_score(self.y, self.source_scores[family]):.3f}")  # fmt: skip

@@ -21,6 +21,7 @@ NAMES = [
     "strategy.layer-map",
     "strategy.l2sp",
     "strategy.replay",
+    "strategy.pool",
     "strategy.stack",
     "strategy.source-weights",
     "strategy.coral",
