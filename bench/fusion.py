@@ -173,6 +173,11 @@ ARMS: dict[str, Callable[[Dataset], tuple[dict[str, Any], dict[str, Any]]]] = {
         {"text": _tfidf(d), "table": _table(d)},
         STACK,
     ),
+    # Added later, judged on validation rows only (seed 0): pure stacking did not help.
+    "transfuse tfidf + table, fusion.stack detach": lambda d: (
+        {"text": _tfidf(d), "table": _table(d)},
+        {"method": "fusion.stack", "options": {**STACK["options"], "detach": True}},
+    ),
     "transfuse tfidf + MiniLM + table, fusion.stack": lambda d: (
         {"words": _tfidf(d), "text": _minilm(d), "table": _table(d)},
         STACK,
