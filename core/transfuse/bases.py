@@ -60,6 +60,11 @@ class Encoder(nn.Module):
     frozen: bool = False
     #: True when the encoder deals with missing values itself (then rows stay present).
     handles_missing: bool = False
+    #: True when ``prepare`` works row by row: row i of every output tensor depends on
+    #: value i alone and the shapes do not depend on the batch (no padding to the batch's
+    #: longest row). The data path then prepares a frame's rows once and slices them per
+    #: batch, instead of preparing every row again each epoch.
+    rowwise_prepare: bool = False
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         super().__init__()

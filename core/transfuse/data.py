@@ -236,6 +236,8 @@ class FrameBatches:
         self._keys: dict[str, np.ndarray] = {}
         self._warm: set[str] = set()
         self._lengths: np.ndarray | bool | None = False  # False: not asked yet
+        self._rows: dict[str, Any] = {}  # rowwise_prepare inputs, prepared once
+        self._missing: dict[str, np.ndarray] = {}  # per input, over the whole frame
         for plan in inputs:
             if plan.embedder is not None:
                 from transfuse.cache import row_keys
@@ -254,16 +256,20 @@ class FrameBatches:
         inputs: dict[str, Any] = {}
         present: dict[str, torch.Tensor] = {}
         for plan in self.inputs:
-            values = input_values(rows, plan.columns)
             if plan.encoder.handles_missing:
                 present[plan.name] = torch.ones(len(rows), dtype=torch.bool)
+            elif plan.name in self._missing:
+                present[plan.name] = torch.from_numpy(~self._missing[plan.name][positions])
             else:
+                values = input_values(rows, plan.columns)
                 missing = np.asarray(plan.encoder.missing(values), dtype=bool)
                 present[plan.name] = torch.from_numpy(~missing)
             if plan.embedder is not None:
                 inputs[plan.name] = {"rows": torch.from_numpy(positions)}
+            elif plan.name in self._rows:
+                inputs[plan.name] = _take(self._rows[plan.name], torch.from_numpy(positions))
             else:
-                inputs[plan.name] = plan.encoder.prepare(values)
+                inputs[plan.name] = plan.encoder.prepare(input_values(rows, plan.columns))
         batch: dict[str, Any] = {
             "inputs": inputs,
             "present": present,
@@ -285,6 +291,27 @@ class FrameBatches:
                 continue
             plan.embedder.warm(input_values(self.frame, plan.columns), keys)
             self._warm.add(plan.name)
+
+    def prepare_rows(self) -> None:
+        """Before a pass: each input's missing mask over the whole frame, and the prepared
+        rows of encoders that declare ``rowwise_prepare`` (in chunks of ``_CHUNK`` rows),
+        so that a batch slices them instead of preparing its rows again every epoch."""
+        for plan in self.inputs:
+            if plan.name not in self._missing and not plan.encoder.handles_missing:
+                values = input_values(self.frame, plan.columns)
+                self._missing[plan.name] = np.asarray(plan.encoder.missing(values), dtype=bool)
+            if (
+                plan.embedder is None
+                and getattr(plan.encoder, "rowwise_prepare", False)
+                and plan.name not in self._rows
+            ):
+                parts = [
+                    plan.encoder.prepare(
+                        input_values(self.frame.iloc[start : start + _CHUNK], plan.columns)
+                    )
+                    for start in range(0, len(self.frame), _CHUNK)
+                ]
+                self._rows[plan.name] = _cat(parts)
 
     def _resolve_frozen(self, batch: dict[str, Any]) -> dict[str, Any]:
         for plan in self.inputs:
@@ -326,6 +353,7 @@ class FrameBatches:
         from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
         self.warm()
+        self.prepare_rows()
         lengths = self.lengths() if shuffle else None
         if lengths is not None:
             batch_sampler: Any = LengthBuckets(lengths, self.batch_size, seed)
@@ -368,6 +396,32 @@ class FrameBatches:
         if self.target is None:
             raise DataError("these rows have no label column", where="task.target")
         return self.frame[self.target]
+
+
+_CHUNK = 65536
+
+
+def _take(prepared: Any, rows: Any) -> Any:
+    """The rows ``rows`` of a prepared batch (nested dicts, lists and tensors)."""
+    if isinstance(prepared, dict):
+        return {k: _take(v, rows) for k, v in prepared.items()}
+    if isinstance(prepared, list | tuple):
+        return type(prepared)(_take(v, rows) for v in prepared)
+    return prepared[rows]
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Prepared batches joined along the rows."""
+    import torch
+
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if isinstance(first, dict):
+        return {k: _cat([p[k] for p in parts]) for k in first}
+    if isinstance(first, list | tuple):
+        return type(first)(_cat(list(col)) for col in zip(*parts, strict=True))
+    return torch.cat(parts)
 
 
 class LengthBuckets:

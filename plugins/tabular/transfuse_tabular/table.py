@@ -39,6 +39,7 @@ class TableEncoder(Encoder):
     """Numeric, categorical and boolean columns -> one token per column -> a trunk."""
 
     handles_missing = True
+    rowwise_prepare = True  # prepared once per frame, sliced per batch
     options: NeuralTableOptions
 
     def __init__(self, options: NeuralTableOptions, device: DeviceManager) -> None:
