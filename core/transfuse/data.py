@@ -238,6 +238,7 @@ class FrameBatches:
         self._lengths: np.ndarray | bool | None = False  # False: not asked yet
         self._rows: dict[str, Any] = {}  # rowwise_prepare inputs, prepared once
         self._missing: dict[str, np.ndarray] = {}  # per input, over the whole frame
+        self._target: Any = None  # the encoded labels of every row
         for plan in inputs:
             if plan.embedder is not None:
                 from transfuse.cache import row_keys
@@ -252,16 +253,22 @@ class FrameBatches:
         """Prepare the rows at ``positions`` on the host (runs in loader workers)."""
         import torch
 
-        rows = self.frame.iloc[positions]
+        taken: list[pd.DataFrame] = []  # the frame's rows, sliced only when needed
+
+        def rows() -> pd.DataFrame:
+            if not taken:
+                taken.append(self.frame.iloc[positions])
+            return taken[0]
+
         inputs: dict[str, Any] = {}
         present: dict[str, torch.Tensor] = {}
         for plan in self.inputs:
             if plan.encoder.handles_missing:
-                present[plan.name] = torch.ones(len(rows), dtype=torch.bool)
+                present[plan.name] = torch.ones(len(positions), dtype=torch.bool)
             elif plan.name in self._missing:
                 present[plan.name] = torch.from_numpy(~self._missing[plan.name][positions])
             else:
-                values = input_values(rows, plan.columns)
+                values = input_values(rows(), plan.columns)
                 missing = np.asarray(plan.encoder.missing(values), dtype=bool)
                 present[plan.name] = torch.from_numpy(~missing)
             if plan.embedder is not None:
@@ -269,14 +276,16 @@ class FrameBatches:
             elif plan.name in self._rows:
                 inputs[plan.name] = _take(self._rows[plan.name], torch.from_numpy(positions))
             else:
-                inputs[plan.name] = plan.encoder.prepare(input_values(rows, plan.columns))
+                inputs[plan.name] = plan.encoder.prepare(input_values(rows(), plan.columns))
         batch: dict[str, Any] = {
             "inputs": inputs,
             "present": present,
             "index": torch.from_numpy(positions),
         }
-        if self.task is not None and self.target is not None:
-            batch["target"] = self.task.encode(rows[self.target])
+        if self._target is not None:
+            batch["target"] = self._target[torch.from_numpy(positions)]
+        elif self.task is not None and self.target is not None:
+            batch["target"] = self.task.encode(rows()[self.target])
         return batch
 
     def warm(self) -> None:
@@ -295,7 +304,10 @@ class FrameBatches:
     def prepare_rows(self) -> None:
         """Before a pass: each input's missing mask over the whole frame, and the prepared
         rows of encoders that declare ``rowwise_prepare`` (in chunks of ``_CHUNK`` rows),
-        so that a batch slices them instead of preparing its rows again every epoch."""
+        so that a batch slices them instead of preparing its rows again every epoch; the
+        labels are encoded once too (a task's ``encode`` works row by row)."""
+        if self._target is None and self.task is not None and self.target is not None:
+            self._target = self.task.encode(self.frame[self.target])
         for plan in self.inputs:
             if plan.name not in self._missing and not plan.encoder.handles_missing:
                 values = input_values(self.frame, plan.columns)
@@ -314,14 +326,19 @@ class FrameBatches:
                 self._rows[plan.name] = _cat(parts)
 
     def _resolve_frozen(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
         for plan in self.inputs:
             if plan.embedder is None:
                 continue
             positions = batch["inputs"][plan.name]["rows"].numpy()
-            values = input_values(self.frame.iloc[positions], plan.columns)
             keys = self._keys[plan.name][positions]
-            emb = plan.embedder.embed(values, keys, count=False)  # counted by warm()
-            batch["inputs"][plan.name] = {"embedding": emb}
+            rows, hit = plan.embedder.cache.fetch(keys, count=False)  # counted by warm()
+            if not hit.all():  # rows not warmed (a pass without warm()): compute them
+                miss = np.flatnonzero(~hit)
+                values = input_values(self.frame.iloc[positions[miss]], plan.columns)
+                rows[miss] = plan.embedder.compute(values, keys[miss])
+            batch["inputs"][plan.name] = {"embedding": torch.from_numpy(rows)}
         return batch
 
     def lengths(self) -> np.ndarray | None:

@@ -62,3 +62,23 @@ def test_large_frames_are_prepared_in_chunks(monkeypatch, data):
     assert Counted.prepared == [16, 16, 16, 2] and _CHUNK > 16
     whole = Counted.prepare(batches.inputs[0].encoder, df[["a", "b"]])
     assert torch.equal(batches._rows["ab"]["x"], whole["x"])
+
+
+class Labels:
+    """A task's ``encode``: counts its calls."""
+
+    calls = 0
+
+    def encode(self, labels):
+        Labels.calls += 1
+        return torch.as_tensor(labels.to_numpy(), dtype=torch.float32)
+
+
+def test_labels_are_encoded_once_and_follow_their_rows(data):
+    df, batches = data
+    batches.task, batches.target = Labels(), "y"
+    for epoch in range(2):
+        for batch in batches.batches(shuffle=True, seed=epoch):
+            expected = df["y"].to_numpy()[batch["index"].numpy()]
+            assert np.array_equal(batch["target"].numpy(), expected)
+    assert Labels.calls == 1
