@@ -71,7 +71,7 @@ class Labels:
 
     def encode(self, labels):
         Labels.calls += 1
-        return torch.as_tensor(labels.to_numpy(), dtype=torch.float32)
+        return torch.tensor(labels.to_numpy(dtype="float32"))
 
 
 def test_labels_are_encoded_once_and_follow_their_rows(data):
