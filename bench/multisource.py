@@ -16,11 +16,13 @@ is fixed before it runs; the headline is ONE recipe, ``RECIPE``: both runs throu
 and "the best single source in hindsight": whichever single-source arm has the higher
 mean test AUC at that budget (picked on the test rows, so an optimistic bar). Paired AUC
 differences with a bootstrap 95% interval over test rows and seeds of every split.
+The defaults took 2,131 s on a 2-core machine shared with other jobs (load 9-39), 625 s of
+it training the three source runs; ``--sources DIR`` keeps them for the next run, and
+``--budgets 200 --seeds 1 --split-seeds 0`` is a quick look.
 
-    python bench/multisource.py                          # defaults (~8 min, 2 idle cores)
+    python bench/multisource.py --sources runs/ms        # defaults; keep the source runs
     python bench/multisource.py --budgets 200 --seeds 2 --split-seeds 5
     python bench/multisource.py --json out.json          # also every score, as JSON
-    python bench/multisource.py --sources runs/ms        # keep / reuse the source runs
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[50, 200])
-    parser.add_argument("--seeds", type=int, default=3, help="draws of the labelled rows")
+    parser.add_argument("--seeds", type=int, default=2, help="draws of the labelled rows")
     parser.add_argument("--split-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
