@@ -9,7 +9,7 @@ that the data path used before (the cause of the slow cold runs). Image: ``image
 (EfficientNet-Lite0, packaged weights) against a bare timm forward on the same batch.
 Target: ratio >= 0.98.
 
-    python bench/encoders.py                     # CPU, about 3 minutes on 2 cores
+    python bench/encoders.py                     # CPU; over 20 min on 2 cores at load 12
     python bench/encoders.py --rows 1000 --repeat 1
     python bench/encoders.py --device cuda --precision bf16
 """
