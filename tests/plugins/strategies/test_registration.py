@@ -71,6 +71,7 @@ def test_only_layer_map_copies_weights(manager):
             "strategy.dann",
             "strategy.replay",
             "strategy.stack",
+            "strategy.pool",  # needs a gbdt network and source rows: test_pool.py
             "strategy.source-weights",  # needs labelled rows: tests/.../test_multisource.py
         }
     ],
