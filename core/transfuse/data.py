@@ -316,6 +316,7 @@ class FrameBatches:
                 plan.embedder is None
                 and getattr(plan.encoder, "rowwise_prepare", False)
                 and plan.name not in self._rows
+                and len(self.frame)
             ):
                 parts = [
                     plan.encoder.prepare(

@@ -175,6 +175,11 @@ def test_the_pipeline_trains_on_clean_rows(fitted: Pipeline) -> None:
     assert fitted.predict(_clean(5)).shape == (5, 2)
 
 
+def test_predict_on_no_rows_gives_no_scores(fitted: Pipeline) -> None:
+    # found by the predict fuzz on CI: rows prepared up-front joined zero chunks
+    assert fitted.predict(_clean(5).iloc[:0]).shape == (0, 2)
+
+
 @pytest.mark.slow
 @FIT
 @given(frame=frames(min_rows=10))  # fewer rows: tests/core/test_bad_data.py
