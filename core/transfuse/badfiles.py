@@ -13,15 +13,20 @@ Each file is judged once per encoder and remembered by path, size and modificati
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from transfuse.errors import DataError
 
-__all__ = ["FIRST_PATHS", "BadFiles", "OnBadFile", "file_id", "is_file_value"]
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = ["FIRST_PATHS", "BadFiles", "OnBadFile", "file_id", "is_file_value", "row_where"]
 
 #: ``on_bad_file`` values.
 OnBadFile = Literal["error", "skip"]
@@ -44,6 +49,11 @@ def file_id(value: Any) -> str:
     except OSError:
         return f"absent:{path}"
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def row_where(column: pd.Series, label: Any) -> str:
+    """Where a row's value is, for messages: ``column 'photo', row 7``."""
+    return f"column {column.name!r}, row {label!r}" if column.name is not None else f"row {label!r}"
 
 
 def _shown(value: Any) -> str:
@@ -100,6 +110,19 @@ class BadFiles:
             return False
         self._good.add(key)
         return True
+
+    def mark_unreadable(
+        self, column: pd.Series, missing: np.ndarray, read: Callable[..., object]
+    ) -> np.ndarray:
+        """Under ``skip``: also mark missing the rows whose file does not read (``read(value,
+        where=...)`` raises a DataError; each file is read once). ``missing`` is updated
+        in place and returned; under ``error`` it is returned as it is."""
+        if self.skipping:
+            for i, (label, value) in enumerate(column.items()):
+                if not missing[i] and is_file_value(value):
+                    where = row_where(column, label)
+                    missing[i] = not self.probe(value, functools.partial(read, where=where))
+        return missing
 
     def report(self, values: Iterable[Any]) -> dict[str, Any]:
         """Rows among ``values`` whose file was skipped, and the first few paths; empty

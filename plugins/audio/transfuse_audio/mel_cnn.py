@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from transfuse import ConfigError, DataError
-from transfuse.badfiles import BadFiles, is_file_value
+from transfuse.badfiles import BadFiles, is_file_value, row_where
 from transfuse.bases import Batch, Encoder
 from transfuse.device import DeviceManager
 from transfuse_audio.options import MelCnnOptions
@@ -103,12 +103,7 @@ class MelCnnEncoder(Encoder):
         column = _one_column(values)
         blank = column.map(lambda v: isinstance(v, str) and not v.strip())
         out: np.ndarray = column.isna().to_numpy() | blank.to_numpy(dtype=bool)
-        if self.bad_files.skipping:
-            for i, (label, value) in enumerate(column.items()):
-                if not out[i] and is_file_value(value):
-                    read = functools.partial(self._wave, where=_where(column, label))
-                    out[i] = not self.bad_files.probe(value, read)
-        return out
+        return self.bad_files.mark_unreadable(column, out, self._wave)
 
     def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
         """Under ``on_bad_file: skip``: how many rows' files were skipped, the first paths."""
@@ -141,7 +136,7 @@ class MelCnnEncoder(Encoder):
                 waves[i] = 0.0
                 continue
             try:
-                wave = self._wave(value, _where(column, label))
+                wave = self._wave(value, row_where(column, label))
             except DataError as exc:
                 if not is_file_value(value):
                     raise
@@ -211,10 +206,6 @@ def _mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int) -
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
     )
-
-
-def _where(column: pd.Series, label: Any) -> str:
-    return f"column {column.name!r}, row {label!r}" if column.name is not None else f"row {label!r}"
 
 
 def _one_column(values: pd.Series | pd.DataFrame) -> pd.Series:

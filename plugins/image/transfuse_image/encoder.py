@@ -10,7 +10,6 @@ and random-init weights could not be rebuilt otherwise).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from transfuse import DataError
-from transfuse.badfiles import BadFiles, is_file_value
+from transfuse.badfiles import BadFiles, is_file_value, row_where
 from transfuse.bases import Batch, Encoder
 from transfuse_image.images import is_missing_image, to_rgb_image
 from transfuse_image.options import TimmOptions
@@ -51,11 +50,6 @@ def _column(values: pd.Series | pd.DataFrame) -> pd.Series:
             )
         return values.iloc[:, 0]
     return values
-
-
-def _where(column: pd.Series, label: Any) -> str:
-    name = column.name if column.name is not None else "image column"
-    return f"column {name!r}, row {label!r}"
 
 
 class TimmEncoder(Encoder):
@@ -89,12 +83,7 @@ class TimmEncoder(Encoder):
         also a file that is absent or cannot be decoded (each file is read once here)."""
         column = _column(values)
         out = np.array([is_missing_image(v) for v in column.tolist()], dtype=bool)
-        if self.bad_files.skipping:
-            for i, (label, value) in enumerate(column.items()):
-                if not out[i] and is_file_value(value):
-                    read = functools.partial(to_rgb_image, where=_where(column, label))
-                    out[i] = not self.bad_files.probe(value, read)
-        return out
+        return self.bad_files.mark_unreadable(column, out, to_rgb_image)
 
     def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
         """Under ``on_bad_file: skip``: how many rows' files were skipped, the first paths."""
@@ -113,7 +102,7 @@ class TimmEncoder(Encoder):
                 images.append(torch.zeros(self.input_size))
                 continue
             try:
-                image = to_rgb_image(value, where=_where(column, label))
+                image = to_rgb_image(value, where=row_where(column, label))
             except DataError as exc:
                 if not is_file_value(value):
                     raise

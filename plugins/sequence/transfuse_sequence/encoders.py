@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from transfuse import ConfigError
+from transfuse.badfiles import row_where
 from transfuse.bases import Batch, Encoder
 from transfuse.device import DeviceManager
 from transfuse_sequence.events import PAD, Event, EventSchema, parse_history
@@ -66,7 +67,7 @@ class SequenceEncoder(Encoder):
 
     def _parse(self, column: pd.Series) -> tuple[list[list[Event] | None], list[str]]:
         """Each row's events (``None`` when missing) and its name for errors."""
-        where = [_where(column, label) for label in column.index]
+        where = [row_where(column, label) for label in column.index]
         return [parse_history(v, w) for v, w in zip(column, where)], where
 
     # -- layers --------------------------------------------------------------------
@@ -194,10 +195,6 @@ def _pool(states: Tensor, mask: Tensor, how: str, final: Tensor | None) -> Tenso
     else:
         pooled = (states * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)
     return torch.where(any_event, pooled, torch.zeros_like(pooled))
-
-
-def _where(column: pd.Series, label: Any) -> str:
-    return f"column {column.name!r}, row {label!r}" if column.name is not None else f"row {label!r}"
 
 
 def _one_column(values: pd.Series | pd.DataFrame) -> pd.Series:
