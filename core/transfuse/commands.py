@@ -67,12 +67,53 @@ def _resolve(config: Any, origin: str) -> None:
         raise exc.within(origin) from None
 
 
+def with_data_files(config: Any, values: list[str] | None) -> tuple[Any, Path | None]:
+    """``--data PATH`` (the main table) and ``--data NAME=PATH`` (a ``data.join`` table by
+    its name) for train and transfer: the config with each named table read from its file,
+    and the main file (None when not given). Nothing is read here but file existence."""
+    names = [join.name for join in config.data.join]
+    main: Path | None = None
+    joins = list(config.data.join)
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        named = sep and name.replace("_", "").replace("-", "").isalnum()
+        if named and not Path(value).exists():
+            if name not in names:
+                raise DataError(
+                    f"the pipeline joins no table named {name!r}",
+                    where=f"--data {value}",
+                    fix=f"name one of its data.join tables ({', '.join(names) or 'none'}), "
+                    "or give the main table as --data PATH",
+                )
+            file = Path(path).expanduser()
+            if not file.is_file():
+                raise DataError("no such file", where=f"--data {name}={file}", fix="check the path")
+            i = names.index(name)
+            update = {"path": str(file.absolute()), "source": None, "options": {}}
+            joins[i] = joins[i].model_copy(update=update)
+        elif main is not None:
+            raise DataError(
+                "two main tables are given",
+                where=f"--data {value}",
+                fix="give the main table once as --data PATH and each joined table as "
+                "--data NAME=PATH",
+            )
+        else:
+            main = Path(value).expanduser()
+            if not main.is_file():
+                raise DataError("no such file", where=f"--data {main}", fix="check the path")
+    if joins != list(config.data.join):
+        config = config.model_copy(update={"data": config.data.model_copy(update={"join": joins})})
+    return config, main
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from transfuse.config import load_pipeline
     from transfuse.pipeline import Pipeline
     from transfuse.runs import check_destination
 
     config = load_pipeline(args.pipeline)
+    config, main = with_data_files(config, args.data)
     if config.transfer is not None:  # trained by transfer from its source run
         return _run_transfer(
             args.pipeline,
@@ -91,11 +132,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if train_updates:
         config = config.model_copy(update={"train": config.train.model_copy(update=train_updates)})
     base_dir = Path(args.pipeline).parent if Path(args.pipeline).is_file() else None
-    if args.data:
-        file = Path(args.data).expanduser()
-        if not file.is_file():
-            raise DataError("no such file", where=f"--data {file}", fix="check the path")
-        data = config.data.model_copy(update={"path": str(file.absolute()), "source": None})
+    if main is not None:
+        data = config.data.model_copy(update={"path": str(main.absolute()), "source": None})
         config = config.model_copy(update={"data": data})
     out = Path(args.out)
     check_destination(out, overwrite=args.overwrite)
@@ -230,7 +268,7 @@ def _run_transfer(
     out: str,
     *,
     source: str | list[str] | None = None,
-    data: str | None = None,
+    data: list[str] | None = None,
     unlabeled: str | None = None,
     baseline: str | None = None,
     strategies: list[str] | None = None,
@@ -242,7 +280,7 @@ def _run_transfer(
     from transfuse.runs import check_destination
     from transfuse.workflow import source_runs, split_of, transfer
 
-    config = _overrides(load_pipeline(pipeline), device, epochs)
+    config, main = with_data_files(_overrides(load_pipeline(pipeline), device, epochs), data)
     base_dir = Path(pipeline).parent if Path(pipeline).is_file() else None
     runs = source_runs(source, None)
     if not runs and config.transfer is not None:
@@ -255,7 +293,7 @@ def _run_transfer(
         )
         checked = config.model_copy(update={"transfer": section})
     _resolve(checked, pipeline)
-    frame = read_rows(data) if data else None
+    frame = read_rows(main) if main else None
     extra = read_rows(unlabeled, "--unlabeled") if unlabeled else None
     check_destination(Path(out), overwrite=overwrite)
     from transfuse.pipeline import Pipeline
@@ -333,7 +371,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="the run directory to write")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--data", help="train on this CSV or parquet file instead of data:")
+    p.add_argument(
+        "--data",
+        action="append",
+        help="train on this CSV or parquet file instead of data:; repeat as NAME=PATH to "
+        "read a data.join table from a file",
+    )
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
     p.add_argument("--epochs", type=int, help="overrides train.epochs")
     p.set_defaults(func=_cmd_train)
@@ -375,7 +418,12 @@ def add_commands(sub: Any) -> None:
         "default: transfer.from",
     )
     t.add_argument("--out", required=True, help="the run directory to write")
-    t.add_argument("--data", help="target rows (CSV or parquet) instead of data:")
+    t.add_argument(
+        "--data",
+        action="append",
+        help="target rows (CSV or parquet) instead of data:; repeat as NAME=PATH to read a "
+        "data.join table from a file",
+    )
     t.add_argument("--unlabeled", help="unlabeled target rows, for coral and dann")
     t.add_argument(
         "--baseline",

@@ -269,3 +269,29 @@ def test_evaluate_on_the_command_line_takes_the_same_tables(run, tmp_path, capsy
     )
     assert code == 0
     assert "roc_auc" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_on_the_command_line_reads_each_joined_table_from_data(tmp_path, capsys):
+    import yaml
+
+    for name, frame in make_tables(300, seed=3).items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    cfg = config(path=str(tmp_path / "elsewhere.csv"))
+    cfg["data"]["join"] = [  # files that do not exist: --data replaces every one
+        {**JOIN[0], "path": str(tmp_path / "old-bureau.csv")},
+        {**JOIN[1], "path": str(tmp_path / "old-tx.csv")},
+    ]
+    cfg["train"]["epochs"] = 1
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    data = [f"--data={tmp_path / 'main.csv'}", f"--data=bureau={tmp_path / 'bureau.csv'}"]
+    args = ["train", str(tmp_path / "p.yaml"), *data, f"--data=tx={tmp_path / 'tx.csv'}"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    joined = transfuse.load(tmp_path / "run").config.data.join
+    assert [j.path for j in joined] == [str(tmp_path / "bureau.csv"), str(tmp_path / "tx.csv")]
+    capsys.readouterr()
+    code = main([*args[:-1], "--data=bank=x.csv", "--out", str(tmp_path / "run2")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "joins no table named 'bank'" in err and "bureau, tx" in err
+    assert not (tmp_path / "run2").exists()
