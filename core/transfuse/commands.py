@@ -89,7 +89,7 @@ def with_data_files(config: Any, values: list[str] | None) -> tuple[Any, Path | 
             if not file.is_file():
                 raise DataError("no such file", where=f"--data {name}={file}", fix="check the path")
             i = names.index(name)
-            update = {"path": str(file.absolute()), "source": None, "options": {}}
+            update: dict[str, Any] = {"path": str(file.absolute()), "source": None, "options": {}}
             joins[i] = joins[i].model_copy(update=update)
         elif main is not None:
             raise DataError(
