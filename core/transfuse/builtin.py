@@ -84,6 +84,12 @@ class StackOptions(FusionOptions):
     )
 
 
+class LinearOptions(FusionOptions):
+    """Options of ``fusion.linear``."""
+
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="On the concatenation.")
+
+
 # -- data sources -----------------------------------------------------------------------
 
 
@@ -159,6 +165,13 @@ def transfuse_fusions() -> list[FusionEntry]:
             options=StackOptions,
             description="Per-modality heads trained on their own losses, combined by learned "
             "weights plus a residual interaction MLP (for a dominant modality).",
+        ),
+        FusionEntry(
+            name="fusion.linear",
+            factory="transfuse.fusion:LinearFusion",
+            options=LinearOptions,
+            description="Concatenate the embeddings and presence flags, one linear map: the "
+            "logit stays affine in every input (for exact transfer edits).",
         ),
     ]
 

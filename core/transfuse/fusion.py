@@ -21,7 +21,13 @@ from transfuse.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from transfuse.builtin import AttentionOptions, FusionOptions, LowRankOptions, StackOptions
+    from transfuse.builtin import (
+        AttentionOptions,
+        FusionOptions,
+        LinearOptions,
+        LowRankOptions,
+        StackOptions,
+    )
     from transfuse.device import DeviceManager
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "ConcatFusion",
     "GatedFusion",
     "LateFusion",
+    "LinearFusion",
     "LowRankFusion",
     "StackFusion",
     "drop_modalities",
@@ -333,3 +340,28 @@ class StackFusion(_MaskedFusion):
         if not terms:
             return None
         return self.options.aux_weight * torch.stack(terms).sum()
+
+
+class LinearFusion(_MaskedFusion):
+    """The embeddings concatenated (zeros where missing) with the presence flags, then one
+    linear map to ``dim``: no non-linearity, so the logit is affine in every input's
+    embedding.
+
+    Weaker than ``fusion.concat`` on its own, but a strategy can then write a change of
+    one input's embedding into the head exactly (``strategy.pool`` with ``exact: true``
+    adds a pooled booster to a ``tabular.gbdt`` input's logit, not a distilled copy).
+    """
+
+    options: LinearOptions
+
+    def __init__(self, options: LinearOptions, device: DeviceManager, **kw: Any) -> None:
+        super().__init__(options, device, **kw)
+        width = sum(self.input_dims.values()) + len(self.names)
+        self.dropout = nn.Dropout(options.dropout)
+        self.map = nn.Linear(width, options.dim)
+
+    def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """``[B, dim]``: a linear map of the zero-filled embeddings and the flags."""
+        mask = self.presence(embeddings, present)
+        parts = self.masked(embeddings, mask)
+        return self.map(self.dropout(torch.cat([*parts, mask.to(parts[0].dtype)], dim=1)))
