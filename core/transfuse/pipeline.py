@@ -487,6 +487,7 @@ class Pipeline:
             transfer=[r.to_markdown() for r in self.transfer_reports],
             comparison=self.comparison,
             shift=self.shift,
+            data_notes=self.metrics.get("log", {}).get("data", {}),
         )
 
 

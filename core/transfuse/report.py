@@ -74,6 +74,8 @@ class ReportData:
     transfer: Sequence[str] = ()
     comparison: str = ""
     shift: str = ""  # the transfer's domain-shift section (transfuse.shift)
+    #: split -> input -> what its encoder noted (skipped files, unknown categories, ...)
+    data_notes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
@@ -193,6 +195,44 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _note(key: str, value: Any) -> list[str]:
+    """One encoder note as readable lines (the two the platform's encoders write; any
+    other key as JSON)."""
+    import json
+
+    def first(values: Sequence[Any]) -> str:
+        return ", ".join(f"`{v}`" for v in values)
+
+    if key == "skipped_files" and isinstance(value, int):
+        return [f"{value} rows without their file (`on_bad_file: skip`)"]
+    if key == "first":
+        return [f"first skipped: {first(value)}"]
+    if key == "unknown_categories" and isinstance(value, Mapping):
+        return [
+            f"`{column}`: {info.get('rows')} rows in the unknown bucket "
+            f"(first: {first(info.get('first', []))})"
+            for column, info in value.items()
+        ]
+    return [f"{key}: `{json.dumps(value, ensure_ascii=False, default=str)}`"]
+
+
+def _notes(notes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    lines = [
+        "## Data notes",
+        "",
+        "What the encoders noted about each split's rows (also in `log.json`, under `data`); "
+        "a category rarer than `min_frequency` counts as unknown in the training rows.",
+        "",
+        "| split | input | note |",
+        "| --- | --- | --- |",
+    ]
+    for split, inputs in notes.items():
+        for name, report in inputs.items():
+            for key, value in report.items():
+                lines += [f"| {split} | {name} | {text} |" for text in _note(key, value)]
+    return [*lines, ""]
+
+
 def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
     lines = [
         f"# {data.name}",
@@ -249,6 +289,8 @@ def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
         lines += ["## Plots", ""]
         for file, caption in plots.items():
             lines += [f"![{caption}]({file})", "", f"*{caption}*", ""]
+    if data.data_notes:
+        lines += _notes(data.data_notes)
     if data.shift:
         lines += ["## Domain shift: source -> target", "", data.shift, ""]
     if data.comparison:

@@ -117,6 +117,8 @@ def test_a_pipeline_with_skip_trains_and_logs_the_skipped_files(
     assert sum(r["skipped_files"] for r in skipped) == 2
     assert {p for r in skipped for p in r["first"]} == {files["corrupt"], files["absent"]}
     assert "data" not in json.loads((run / "metrics.json").read_text("utf-8"))
+    report = (run / "report.md").read_text("utf-8")
+    assert "## Data notes" in report and "rows without their file" in report
     scores = pipeline.predict(frame.drop(columns="y"))
     assert np.isfinite(scores.to_numpy()).all()
     assert pipeline.predict_report == {

@@ -74,6 +74,9 @@ def test_a_run_logs_unknown_categories_of_its_held_out_rows(tabular: Any, tmp_pa
     counted = [split["table"]["unknown_categories"]["colour"] for split in log["data"].values()]
     assert sum(c["rows"] for c in counted) == 3
     assert all(c["first"] == ["teal"] for c in counted)
+    report = (tmp_path / "run" / "report.md").read_text("utf-8")
+    assert "## Data notes" in report
+    assert "| table | `colour`:" in report and "(first: `teal`)" in report
 
 
 def test_transfuse_predict_prints_the_count(
