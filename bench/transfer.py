@@ -68,7 +68,10 @@ NOT_FEATURES = {"loan_id", "emp_title", "loan_purpose", "high_risk", "bad"}
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "gbdt": ("tabular.gbdt", {}),
     "mlp": ("tabular.mlp", {}),
+    "gbdt-linear": ("tabular.gbdt", {}),
 }
+#: The fusion of a family's networks (``fusion.concat`` unless named here).
+FUSIONS = {"gbdt-linear": "fusion.linear"}
 STACK = ("stack", {})
 FINETUNE = ("finetune", {"backbone_lr_mult": 0.3})
 #: Transfer arms, fixed before any run: id -> (network, label, strategies in order).
@@ -81,6 +84,11 @@ ARMS: dict[str, tuple[str, str, list[Any]]] = {
         [("layer-map", {"gbdt": "continue"}), FINETUNE],
     ),
     "gbdt-pool": ("gbdt", "gbdt: layer-map + pool", [("layer-map", {}), ("pool", {})]),
+    "linear-pool": (
+        "gbdt-linear",
+        "gbdt + fusion.linear: layer-map + pool (exact)",
+        [("layer-map", {}), ("pool", {"exact": True})],
+    ),
     "mlp-stack": ("mlp", "mlp: layer-map + stack", [("layer-map", {}), STACK]),
     "mlp-finetune": ("mlp", "mlp: layer-map + finetune", [("layer-map", {}), FINETUNE]),
 }
@@ -141,7 +149,7 @@ def network_config(family: str, label: str, seed: int, train: dict[str, Any],
             "task": {"type": "binary", "target": label},
             "data": {"source": "finance.lending-club", "test_size": test_size},
             "inputs": {"applicant": {"encoder": encoder, "columns": columns, "options": options}},
-            "fusion": {"method": "fusion.concat"},
+            "fusion": {"method": FUSIONS.get(family, "fusion.concat")},
             "train": {**train, "seed": seed, "device": "cpu", "precision": "fp32"},
         }
     )
@@ -183,6 +191,9 @@ class Split:
         add(BAR_SOURCE, "bar", self.source_scores["gbdt"])
         if "mlp" in self.source_scores:
             add("mlp source network unchanged", "baseline", self.source_scores["mlp"])
+        if "gbdt-linear" in self.source_scores:
+            add("gbdt + fusion.linear source network unchanged", "baseline",
+                self.source_scores["gbdt-linear"])  # fmt: skip
         if "lgbm-source" in self.arms:
             add("LightGBM source only", "baseline", self.lgbm_source)
         source = pair.source.assign(**{DOMAIN: 0, "_y": pair.source[pair.source_label]})

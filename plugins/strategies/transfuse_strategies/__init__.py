@@ -314,6 +314,12 @@ class PoolOptions(Options):
     use_validation: bool = Field(
         default=True, description="Also pool the target's validation rows (every label counts)."
     )
+    exact: bool = Field(
+        default=False,
+        description="Write the average into the network exactly instead of distilling it: "
+        "needs a fusion through which the gbdt input reaches the logit linearly "
+        "(fusion.linear).",
+    )
     distill_epochs: int = Field(
         default=10, ge=1, description="Epochs over the pooled rows to distil the average."
     )

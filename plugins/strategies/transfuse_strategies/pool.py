@@ -1,5 +1,6 @@
 """``strategy.pool``: the source network averaged with a gradient-boosted model fitted on
-the source rows and the labelled target rows pooled, distilled into the network.
+the source rows and the labelled target rows pooled, distilled into the network or, when
+the gbdt input reaches the logit linearly (``fusion.linear``), written into it exactly.
 
 With a few hundred target labels, neither the unchanged source network nor a pooled
 model wins alone: on the development splits (purpose shift, split seeds 0-2) the labels
@@ -20,6 +21,12 @@ after ``layer-map`` has put the source trees and leaf vectors in:
    for ``distill_epochs`` to reproduce ``t`` on the pooled rows (mean squared error on the
    logit). The fusion between the encoder and the head is not linear, so this is a fit,
    not an identity: the report gives its correlation with ``t`` on the target rows.
+3'. With ``exact: true`` (the network's logit is affine in the gbdt input's embedding,
+   ``g . e + r``; checked: the gradient ``g`` is the same on every row), nothing is
+   trained: the head is scaled by ``1 - mix`` and shifted by ``c + mix k base``, and each
+   new tree's leaf vectors are set to ``T mix k value g' / |g'|^2`` (``T`` trees in all,
+   ``g' = (1 - mix) g``), so the network's logit is ``t`` on every row, up to float error
+   (the report gives the largest error on the labelled target rows).
 
 With ``then: keep`` nothing trains afterwards. Every choice is fixed in advance (no test
 rows, no search on the budget). Needs one ``tabular.gbdt`` input and a binary task's
@@ -34,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from transfuse import TransferError
 from transfuse.bases import TransferContext, TransferReport, TransferStrategy
@@ -111,6 +118,7 @@ class Pool(TransferStrategy):
         rows = ctx.target_data
         if o.use_validation and ctx.validation_data is not None and len(ctx.validation_data):
             rows = pd.concat([rows, ctx.validation_data], ignore_index=True)
+        direction = self._direction(ctx, name, rows) if o.exact else None
         source_rows = self._source_rows(ctx)
         columns = [c["name"] for c in encoder.fitted_state()["columns"]]
         source_label = source_rows.attrs["label"]
@@ -160,18 +168,38 @@ class Pool(TransferStrategy):
         booster = lgb.Booster(model_str=booster.model_to_string())
 
         # The two logits: the source's (the network as layer-map left it) and the pooled.
-        pooled_rows = pd.concat([source_rows[columns], rows[columns]], ignore_index=True)
-        pooled_rows = pooled_rows[keep].reset_index(drop=True)
-        s_all = self._logits(ctx, pooled_rows)
         p_all = base + (np.asarray(booster.predict(x, raw_score=True), np.float64) - start)
         target_part = np.arange(len(y)) >= len(y) - int(keep[len(y_source) :].sum())
-        s, p_rows, y_rows = s_all[target_part], p_all[target_part], y[target_part]
+        labelled = rows[keep[len(y_source) :]].reset_index(drop=True)
+        s, p_rows, y_rows = self._logits(ctx, labelled), p_all[target_part], y[target_part]
         k = float(np.std(s) / max(float(np.std(p_rows)), 1e-12))
         offset = (1.0 - o.mix) * s + o.mix * k * p_rows
         c = float(fit_offset_logistic(np.zeros((len(y_rows), 0)), y_rows, offset, math.inf, 0)[0])
-        teacher = (1.0 - o.mix) * s_all + o.mix * k * p_all + c
-        self._append(encoder, booster, old_trees, old_rows)
-        fidelity = self._distill(ctx, pooled_rows, teacher, target_part)
+        if direction is not None:
+            self._append(encoder, booster, old_trees, old_rows)
+            self._write(ctx, encoder, direction, old_trees, k, c + o.mix * k * base)
+            error = float(np.max(np.abs(self._logits(ctx, labelled) - (offset + c))))
+            if error > 1e-3 * (1.0 + float(np.max(np.abs(offset + c)))):
+                raise TransferError(
+                    f"the network's logit misses the average by up to {error:.3g} after the "
+                    f"exact write: inputs.{name} does not reach the logit linearly",
+                    where=WHERE,
+                    fix="use fusion.linear in the source and target pipelines, or exact: false",
+                )
+            written = f"written into the network exactly: max |logit - average| {error:.1e}"
+            fidelity = 1.0
+        else:
+            pooled_rows = pd.concat([source_rows[columns], rows[columns]], ignore_index=True)
+            pooled_rows = pooled_rows[keep].reset_index(drop=True)
+            s_all = self._logits(ctx, pooled_rows)
+            teacher = (1.0 - o.mix) * s_all + o.mix * k * p_all + c
+            self._append(encoder, booster, old_trees, old_rows)
+            fidelity = self._distill(ctx, pooled_rows, teacher, target_part)
+            written = (
+                f"distilled into the network in {o.distill_epochs} epochs: correlation "
+                f"{fidelity:.4f} with the average on the labelled target rows"
+            )
+            error = math.nan
         added = len(encoder.leaves_per_tree) - old_trees
         report = TransferReport(strategy=WHERE)
         report.notes.append(
@@ -182,13 +210,10 @@ class Pool(TransferStrategy):
             f"logit = {1 - o.mix:g} * source + {o.mix:g} * {k:.3g} * pooled + {c:.3g} "
             "(scale from the labelled target rows' spread, intercept refitted)"
         )
-        report.notes.append(
-            f"distilled into the network in {o.distill_epochs} epochs: correlation "
-            f"{fidelity:.4f} with the average on the labelled target rows"
-        )
+        report.notes.append(written)
         ctx.extra["pool"] = {
             "trees": added, "first_tree": old_trees, "scale": k, "base": base,
-            "intercept": c, "rows": len(y_rows), "fidelity": fidelity,
+            "intercept": c, "rows": len(y_rows), "fidelity": fidelity, "max_error": error,
         }  # fmt: skip
         return report
 
@@ -235,6 +260,51 @@ class Pool(TransferStrategy):
             table.weight.zero_()
             table.weight[:old_rows] = old[:old_rows] * (trees / old_trees)
         encoder.leaf_embedding = table
+
+    def _direction(self, ctx: TransferContext, name: str, frame: pd.DataFrame) -> Tensor:
+        """``g``: the gradient of the logit with respect to input ``name``'s embedding, the
+        same on every row when the path to the logit is linear (else an error)."""
+        model: Any = unwrap(ctx.target_model)
+        was_training = model.training
+        model.eval()
+        batch = next(iter(self._batches(ctx, frame.iloc[:256].reset_index(drop=True), 256)))
+        embeddings = {k: v.detach() for k, v in model.embeddings(batch).items()}
+        embeddings[name] = embeddings[name].float().requires_grad_(True)
+        logits = model.head(model.fusion(embeddings, batch["present"]))
+        (grad,) = torch.autograd.grad(logits.sum(), embeddings[name])
+        model.train(was_training)
+        g = grad[0]
+        scale = float(g.abs().max())
+        if scale == 0 or not torch.allclose(grad, g.expand_as(grad), atol=1e-4 * scale, rtol=0):
+            raise TransferError(
+                f"exact needs inputs.{name} to reach the logit linearly, but through "
+                f"{type(model.fusion).__name__} the logit's gradient differs between rows"
+                + (" (it is zero)" if scale == 0 else ""),
+                where=WHERE,
+                fix="use fusion: {method: fusion.linear} in the source and target pipelines, "
+                "or exact: false (distil the average)",
+            )
+        return g.detach()
+
+    def _write(
+        self, ctx: TransferContext, encoder: Any, g: Tensor, first: int, k: float, shift: float
+    ) -> None:
+        """Head times ``1 - mix``, plus ``shift``; the leaf vectors of the trees from
+        ``first`` on set so that each adds ``mix * k * its leaf value`` to the logit."""
+        mix = self.options.mix
+        head: Any = unwrap(ctx.target_model).head
+        weight = encoder.leaf_embedding.weight
+        trees, offsets = len(encoder.leaves_per_tree), encoder.leaf_offsets()
+        info = encoder.booster.dump_model(start_iteration=first)["tree_info"]
+        unit = ((1.0 - mix) * g.double()) / float(((1.0 - mix) * g.double()).pow(2).sum())
+        with torch.no_grad():
+            head.weight.mul_(1.0 - mix)
+            head.bias.mul_(1.0 - mix).add_(shift)
+            for t in range(first, trees):
+                values = _leaf_values(info[t - first]["tree_structure"], {})
+                rows = torch.tensor([offsets[t] + i for i in values], dtype=torch.long)
+                vals = torch.tensor(list(values.values()), dtype=torch.float64) * (trees * mix * k)
+                weight[rows.to(weight.device)] = (vals[:, None] * unit[None, :]).to(weight)
 
     def _batches(self, ctx: TransferContext, frame: pd.DataFrame, size: int) -> Any:
         assert ctx.batches is not None
