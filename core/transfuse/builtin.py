@@ -82,6 +82,11 @@ class StackOptions(FusionOptions):
     interaction: bool = Field(
         default=True, description="Add an MLP over all inputs, starting at zero (a residual)."
     )
+    refit: bool = Field(
+        default=True,
+        description="After training, refit the per-input weights on the validation rows "
+        "(k-fold over L2 penalties, the joint weights and each head alone).",
+    )
 
 
 class LinearOptions(FusionOptions):

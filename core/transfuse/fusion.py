@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         StackOptions,
     )
     from transfuse.device import DeviceManager
+    from transfuse.refit import HeldOut
 
 __all__ = [
     "AttentionFusion",
@@ -293,7 +294,7 @@ class StackFusion(_MaskedFusion):
         self.heads = nn.ModuleDict({n: nn.Linear(dim, k) for n in self.input_dims})
         self.weights = nn.Parameter(torch.ones(m, k))
         self.bias = nn.Parameter(torch.zeros(k))
-        self.interaction: nn.Module | None = None
+        self.interaction: nn.Sequential | None = None
         if options.interaction and m > 1:
             last = nn.Linear(dim, k)
             nn.init.zeros_(last.weight)
@@ -304,11 +305,19 @@ class StackFusion(_MaskedFusion):
         self.output_dim = k
         self._unimodal: tuple[Tensor, Tensor] | None = None
 
+    def head_logits(
+        self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Each input's head logits ``[B, M, K]``, the presence ``[B, M]`` (no modality
+        dropout) and the projected embeddings ``[B, M, dim]`` (zero where missing)."""
+        observed = self.observed(embeddings, present)
+        h = self.projected(embeddings, observed)
+        logits = torch.stack([self.heads[n](x) for n, x in zip(self.names, h.unbind(1))], dim=1)
+        return logits, observed, h
+
     def forward(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
         """``[B, num_outputs]`` logits: weighted sum of the present heads' logits + interaction."""
-        observed = self.observed(embeddings, present)
-        h = self.projected(embeddings, observed)  # [B, M, dim], zero where missing
-        logits = torch.stack([self.heads[n](x) for n, x in zip(self.names, h.unbind(1))], dim=1)
+        logits, observed, h = self.head_logits(embeddings, present)
         if self.training:
             self._unimodal = (logits, observed)
         mask = (
@@ -340,6 +349,50 @@ class StackFusion(_MaskedFusion):
         if not terms:
             return None
         return self.options.aux_weight * torch.stack(terms).sum()
+
+    def refit(self, held: HeldOut) -> dict[str, Any] | None:
+        """With ``refit`` on, refit the per-input weights and the bias on held-out rows
+        (:func:`transfuse.refit.choose_combination`), and drop the interaction (its last
+        layer zeroed) unless it helps there; returns what was chosen (``None``: off)."""
+        from transfuse.refit import choose_combination
+
+        if not self.options.refit:
+            return None
+        parts: list[tuple[Tensor, Tensor, Tensor]] = []
+        for embeddings, present in held.batches():
+            logits, observed, h = self.head_logits(embeddings, present)
+            inter = logits.new_zeros(logits.shape[0], logits.shape[2])
+            if self.interaction is not None:
+                kept = h * observed[:, :, None].to(h.dtype)
+                flags = observed.to(h.dtype)
+                inter = self.interaction(torch.cat([kept.flatten(1), flags], dim=1))
+            parts.append((logits.float().cpu(), observed.cpu(), inter.float().cpu()))
+        logits, observed, inter = (torch.cat([p[i] for p in parts]).clone() for i in range(3))
+        choice = choose_combination(
+            logits,
+            observed,
+            inter if self.interaction is not None else None,
+            self.weights.detach().cpu(),
+            self.bias.detach().cpu(),
+            self.names,
+            held,
+        )
+        with torch.no_grad():
+            self.weights.copy_(choice["weights"].to(self.weights))
+            self.bias.copy_(choice["bias"].to(self.bias))
+            if self.interaction is not None and not choice["interaction"]:
+                last = self.interaction[-1]
+                assert isinstance(last, nn.Linear)
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
+        weights = choice["weights"]
+        return {
+            **choice,
+            "metric": held.metric,
+            "rows": len(logits),
+            "weights": {n: weights[i].tolist() for i, n in enumerate(self.names)},
+            "bias": choice["bias"].tolist(),
+        }
 
 
 class LinearFusion(_MaskedFusion):

@@ -167,6 +167,8 @@ class Pipeline:
         self.result = result = trainer.fit(train_data, val_data, resume=resume)
         self._evaluate_splits(val_data, result.metric)
         self._log_data(splits)
+        if result.refit is not None:  # what the fusion refit on the validation rows chose
+            self.metrics.setdefault("log", {})["fusion_refit"] = result.refit
         return self
 
     def _log_data(self, splits: Splits) -> None:

@@ -9,6 +9,8 @@ continues a killed run; at the end the best weights (by the validation metric) a
 With ``start_candidate`` (the transfer workflow sets it) the weights training starts from
 are scored on the validation rows first and compete with every epoch, so a transferred
 model is kept as it came unless training beats it on validation (``best_epoch`` -1).
+Then a fusion with a ``refit`` method may refit its combination on the validation rows
+(:mod:`transfuse.refit`); ``TrainResult.refit`` records what it chose.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     start_value: float | None = None  # the starting weights' metric, with start_candidate
+    refit: dict[str, Any] | None = None  # what a fusion's ``refit`` chose on validation rows
 
 
 class Trainer:
@@ -373,6 +376,11 @@ class Trainer:
             self.model.load_state_dict(best_state, strict=False)
         for strategy in self.strategies:
             strategy.finalize(self.model)
+        refit = None
+        if metric is not None:  # a fusion with ``refit`` fits its combination on held-out rows
+            from transfuse.refit import refit_fusion
+
+            refit = refit_fusion(self.model, validation, self.task, self.device, metric, cfg.seed)
         result = TrainResult(
             metric=metric or "loss",
             best_epoch=best_epoch,
@@ -381,6 +389,7 @@ class Trainer:
             stopped_early=stopped_early,
             seconds=time.perf_counter() - started,
             start_value=start_value,
+            refit=refit,
         )
         self._emit(
             "run_end",
