@@ -17,8 +17,10 @@ The root is ``$TRANSFUSE_CACHE`` when set, else ``platformdirs.user_cache_dir("t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -34,10 +36,11 @@ if TYPE_CHECKING:
     from transfuse.bases import Encoder
     from transfuse.device import DeviceManager
 
-__all__ = ["EmbeddingCache", "FrozenEmbedder", "cache_root", "row_keys"]
+__all__ = ["EmbeddingCache", "FrozenEmbedder", "Positions", "cache_root", "row_keys"]
 
 KEY_BYTES = 16
 _FLUSH_ROWS = 16384
+_RELIST = 5  # listings of a folder whose shards vanish while read (merged)
 
 
 def cache_root() -> Path:
@@ -133,6 +136,25 @@ def _as_keys(keys: np.ndarray) -> np.ndarray:
     return np.asarray(keys, dtype=f"S{KEY_BYTES}")
 
 
+class Positions:
+    """Where the rows of some keys lie in a cache: a shard id (``-1``: not cached) and a row
+    per key, with the shards' mapped arrays. Resolved once per split by
+    :meth:`EmbeddingCache.locate`, so that a batch costs one gather
+    (:meth:`EmbeddingCache.gather`) instead of a search over every key. The arrays stay
+    readable after :meth:`EmbeddingCache.compact` merged their files away."""
+
+    __slots__ = ("arrays", "complete", "row", "shard")
+
+    def __init__(self, shard: np.ndarray, row: np.ndarray, arrays: dict[int, np.ndarray]) -> None:
+        self.shard = shard
+        self.row = row
+        self.arrays = arrays
+        self.complete = bool((shard >= 0).all())
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+
 class EmbeddingCache:
     """Rows of one frozen encoder's outputs on disk, by content key.
 
@@ -153,7 +175,9 @@ class EmbeddingCache:
         self._keys = np.zeros(0, dtype=f"S{KEY_BYTES}")
         self._shard = np.zeros(0, dtype=np.int32)
         self._row = np.zeros(0, dtype=np.int64)
-        self._shards: list[np.ndarray] = []
+        self._shards: dict[int, np.ndarray] = {}  # shard id -> its memory-mapped rows
+        self._stems: dict[int, str] = {}  # shard id -> its file name without ".npy"
+        self._next_id = 0
         self._pending_keys: list[np.ndarray] = []
         self._pending_rows: list[np.ndarray] = []
         self._pending_index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -163,42 +187,66 @@ class EmbeddingCache:
 
     # -- reading -------------------------------------------------------------------
     def _open(self) -> None:
-        if not self.folder.is_dir():
-            return
-        for keys_path in sorted(self.folder.glob("shard-*.keys.npy")):
-            if keys_path.name in self._seen:
-                continue
-            self._seen.add(keys_path.name)
-            data_path = keys_path.with_name(keys_path.name.replace(".keys.npy", ".npy"))
-            try:
-                keys = np.load(keys_path, allow_pickle=False)
-                data = np.load(data_path, mmap_mode="r", allow_pickle=False)
-                if keys.ndim != 1 or data.shape != (len(keys), self.dim):
-                    raise ValueError(f"shape {data.shape} for {len(keys)} keys")
-                if data.dtype != self.dtype:
-                    raise ValueError(f"dtype {data.dtype}, expected {self.dtype}")
-                keys = _as_keys(keys)
-            except (OSError, ValueError, EOFError) as exc:
-                warnings.warn(
-                    f"discarding corrupt embedding cache shard {data_path}: {exc}",
-                    stacklevel=2,
-                )
-                for path in (keys_path, data_path):
-                    path.unlink(missing_ok=True)
-                continue
-            self._add_shard(data, keys)
+        """Index the shards not read yet. A shard that vanishes while being read was merged
+        by another process (:meth:`compact`), which wrote the merged file first: list again."""
+        for _ in range(_RELIST):
+            if not self.folder.is_dir():
+                return
+            loaded: list[tuple[str, np.ndarray, np.ndarray]] = []
+            vanished = False
+            for keys_path in sorted(self.folder.glob("shard-*.keys.npy")):
+                if keys_path.name in self._seen:
+                    continue
+                stem = keys_path.name.removesuffix(".keys.npy")
+                data_path = keys_path.with_name(f"{stem}.npy")
+                try:
+                    keys = np.load(keys_path, allow_pickle=False)
+                    data = np.load(data_path, mmap_mode="r", allow_pickle=False)
+                    if keys.ndim != 1 or data.shape != (len(keys), self.dim):
+                        raise ValueError(f"shape {data.shape} for {len(keys)} keys")
+                    if data.dtype != self.dtype:
+                        raise ValueError(f"dtype {data.dtype}, expected {self.dtype}")
+                    keys = _as_keys(keys)
+                except FileNotFoundError:
+                    vanished = True
+                    continue
+                except (OSError, ValueError, EOFError) as exc:
+                    warnings.warn(
+                        f"discarding corrupt embedding cache shard {data_path}: {exc}",
+                        stacklevel=3,
+                    )
+                    for path in (keys_path, data_path):
+                        path.unlink(missing_ok=True)
+                    continue
+                self._seen.add(keys_path.name)
+                loaded.append((stem, data, keys))
+            # The largest first: rows two processes both wrote are indexed from the larger
+            # shard, so the smaller holds copies only and :meth:`compact` drops it.
+            self._add_shards(sorted(loaded, key=lambda shard: -len(shard[2])))
+            if not vanished:
+                return
 
-    def _add_shard(self, data: np.ndarray, keys: np.ndarray) -> None:
-        """Merge a shard's keys into the sorted index (keys already indexed keep their row)."""
-        shard = len(self._shards)
-        self._shards.append(data)
-        keys, rows = np.unique(keys, return_index=True)
+    def _add_shards(self, shards: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Merge shards' keys into the sorted index in one pass (a key already indexed, or
+        met in an earlier shard of the list, keeps its row)."""
+        if not shards:
+            return
+        ids = []
+        for stem, data, _ in shards:
+            ids.append(self._next_id)
+            self._shards[self._next_id] = data
+            self._stems[self._next_id] = stem
+            self._next_id += 1
+        keys = np.concatenate([k for _, _, k in shards])
+        shard = np.concatenate([np.full(len(k), i, np.int32) for i, (*_, k) in zip(ids, shards)])
+        row = np.concatenate([np.arange(len(k), dtype=np.int64) for *_, k in shards])
+        keys, first = np.unique(keys, return_index=True)  # stable: the first shard wins
         _, known = _find(self._keys, keys)
-        keys, rows = keys[~known], rows[~known]
+        keys, first = keys[~known], first[~known]
         at = np.searchsorted(self._keys, keys)
         self._keys = np.insert(self._keys, at, keys)
-        self._shard = np.insert(self._shard, at, np.full(len(keys), shard, dtype=np.int32))
-        self._row = np.insert(self._row, at, rows.astype(np.int64))
+        self._shard = np.insert(self._shard, at, shard[first])
+        self._row = np.insert(self._row, at, row[first])
 
     def __len__(self) -> int:
         pending = self._pending()
@@ -237,18 +285,48 @@ class EmbeddingCache:
         self.hits += hits
         self.misses += misses
 
+    def locate(self, keys: np.ndarray, previous: Positions | None = None) -> Positions:
+        """Where ``keys`` lie on disk (pending rows are not: :meth:`flush` first).
+
+        ``previous``, the answer of an earlier call for the same keys, is returned as it is
+        while it still holds: it found every key and no shard it names was merged away."""
+        if previous is not None and previous.complete and self._holds(previous):
+            return previous
+        pos, hit = _find(self._keys, _as_keys(keys))
+        if not len(self._keys):
+            return Positions(np.full(len(keys), -1, np.int32), np.zeros(len(keys), np.int64), {})
+        shard = np.where(hit, self._shard[pos], -1).astype(np.int32)
+        row = np.where(hit, self._row[pos], 0).astype(np.int64)
+        return Positions(shard, row, self._arrays(shard[hit]))
+
+    def _holds(self, where: Positions) -> bool:
+        """Whether every shard ``where`` reads is still one of this cache's shards."""
+        return all(self._shards.get(sid) is data for sid, data in where.arrays.items())
+
+    def _arrays(self, shard: np.ndarray) -> dict[int, np.ndarray]:
+        return {sid: self._shards[sid] for sid in np.unique(shard).tolist()}
+
+    def gather(self, where: Positions, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of keys ``take`` (indices into ``where``'s keys) as float32 ``[n, dim]``
+        and a hit mask (misses are 0). Rows of one shard are one sorted gather."""
+        shard, row = where.shard[take], where.row[take]
+        out = np.empty((len(shard), self.dim), dtype=np.float32)
+        hit = shard >= 0
+        everything = bool(hit.all())
+        ids = list(where.arrays) if everything and len(where.arrays) == 1 else None
+        for sid in ids if ids is not None else np.unique(shard[hit]).tolist():
+            sel = None if ids is not None else np.flatnonzero(shard == sid)
+            rows = row if sel is None else row[sel]
+            order = np.argsort(rows, kind="stable")  # ascending reads of the mapped file
+            out[order if sel is None else sel[order]] = where.arrays[sid][rows[order]]
+        if not everything:
+            out[~hit] = 0.0
+        return out, hit
+
     def fetch(self, keys: np.ndarray, *, count: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Cached rows for ``keys`` as float32 ``[n, dim]`` and a hit mask (misses are 0)."""
         keys = _as_keys(keys)
-        out = np.zeros((len(keys), self.dim), dtype=np.float32)
-        pos, hit = _find(self._keys, keys)
-        found = np.flatnonzero(hit)
-        shards, rows = self._shard[pos[found]], self._row[pos[found]]
-        for shard in np.unique(shards).tolist():
-            sel = shards == shard
-            order = np.argsort(rows[sel], kind="stable")  # sequential reads of the memmap
-            targets = found[sel][order]
-            out[targets] = self._shards[shard][rows[sel][order]]
+        out, hit = self.gather(self.locate(keys), np.arange(len(keys)))
         pending = self._pending()
         if pending is not None and not hit.all():
             missing = np.flatnonzero(~hit)
@@ -284,19 +362,118 @@ class EmbeddingCache:
         self._pending_keys, self._pending_rows, self._pending_index = [], [], None
         if not len(keys):
             return
+        stem = f"shard-{uuid.uuid4().hex}"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            key_file = self.folder / "key.txt"
-            if not key_file.exists():
-                _atomic_write(key_file, lambda f: f.write(self._encoder_key.encode()))
-            stem = f"shard-{uuid.uuid4().hex}"
+            self._write_key_file()
             _atomic_write(self.folder / f"{stem}.npy", lambda f: np.save(f, data))
             _atomic_write(self.folder / f"{stem}.keys.npy", lambda f: np.save(f, keys))
         except OSError as exc:  # a full or read-only disk costs speed, never the run
             warnings.warn(f"cannot write the embedding cache in {self.folder}: {exc}", stacklevel=2)
             return
         self._seen.add(f"{stem}.keys.npy")
-        self._add_shard(np.load(self.folder / f"{stem}.npy", mmap_mode="r"), keys)
+        self._add_shards([(stem, np.load(self.folder / f"{stem}.npy", mmap_mode="r"), keys)])
+
+    def _write_key_file(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.txt"
+        if not key_file.exists():
+            _atomic_write(key_file, lambda f: f.write(self._encoder_key.encode()))
+
+    def compact(self) -> int:
+        """Merge small shards into one file, so that a pass reads few large mapped arrays.
+
+        Which shards: :meth:`_to_merge`. The merged file is
+        written in chunks (data, then keys, each under a temp name, then renamed), before
+        the merged shards are deleted; a process still reading them keeps its mapping, and
+        one opening the folder meanwhile lists it again (:meth:`_open`). Returns the
+        number of shards merged (0: nothing to do)."""
+        merge = self._to_merge()
+        if not merge:
+            self._sweep()
+            return 0
+        at = np.flatnonzero(np.isin(self._shard, merge))
+        at = at[np.lexsort((self._row[at], self._shard[at]))]  # each shard read in order
+        stem = f"shard-{uuid.uuid4().hex}"
+        try:
+            if len(at):
+                self._write_key_file()
+                _atomic_write(self.folder / f"{stem}.npy", lambda f: self._write_rows(f, at))
+                keys = self._keys[at]
+                _atomic_write(self.folder / f"{stem}.keys.npy", lambda f: np.save(f, keys))
+        except OSError as exc:
+            warnings.warn(
+                f"cannot compact the embedding cache in {self.folder}: {exc}", stacklevel=2
+            )
+            return 0
+        if len(at):
+            self._seen.add(f"{stem}.keys.npy")
+            sid = self._next_id
+            self._next_id += 1
+            self._shards[sid] = np.load(self.folder / f"{stem}.npy", mmap_mode="r")
+            self._stems[sid] = stem
+            self._shard[at] = sid
+            self._row[at] = np.arange(len(at), dtype=np.int64)
+        for old in merge:
+            del self._shards[old]
+            old_stem = self._stems.pop(old)
+            for name in (f"{old_stem}.keys.npy", f"{old_stem}.npy"):  # keys first: unlisted
+                # Mapped elsewhere where that forbids deleting (Windows): a later compact.
+                with contextlib.suppress(OSError):
+                    (self.folder / name).unlink(missing_ok=True)
+        self._sweep()
+        return len(merge)
+
+    def _to_merge(self) -> list[int]:
+        """The shards :meth:`compact` merges (none, or at least two, or one to clean).
+
+        Tiered, so that a row is rewritten a few times (logarithmic in the number of
+        shards) over the cache's life, not once per new shard: from the largest shard down,
+        a shard is kept while it holds at least half as many rows as all smaller ones
+        together; it and all smaller ones are merged from the first that does not. A shard
+        whose rows are mostly indexed from another shard (two processes wrote the same
+        rows) is merged too, which drops its copies."""
+        live = np.bincount(self._shard, minlength=self._next_id)
+        merge = [sid for sid, data in self._shards.items() if 2 * live[sid] < len(data)]
+        clean = sorted((s for s in self._shards if s not in merge), key=lambda s: (-live[s], s))
+        rest = int(sum(live[s] for s in clean))
+        for i, sid in enumerate(clean):
+            rest -= int(live[sid])
+            if 2 * live[sid] < rest:
+                merge += clean[i:]
+                break
+        if len(merge) == 1 and 2 * live[merge[0]] >= len(self._shards[merge[0]]):
+            return []
+        return merge
+
+    def _write_rows(self, f: Any, at: np.ndarray) -> None:
+        """Write index entries ``at``'s rows as one ``.npy``, a chunk at a time: the cache
+        never enters memory whole."""
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (len(at), self.dim),
+        }
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, len(at), _FLUSH_ROWS):
+            chunk = at[start : start + _FLUSH_ROWS]
+            shard = self._shard[chunk]
+            where = Positions(shard, self._row[chunk], self._arrays(shard))
+            rows = self.gather(where, np.arange(len(chunk)))[0]
+            f.write(np.ascontiguousarray(rows.astype(self.dtype, copy=False)).tobytes())
+
+    def _sweep(self) -> None:
+        """Delete leftovers of killed writers: temp files and data files without keys, not
+        modified for an hour (a live writer touches its file as it writes)."""
+        old = time.time() - 3600
+        for path in self.folder.glob("*"):
+            name = path.name
+            orphan = name.startswith("shard-") and not name.endswith(".keys.npy")
+            if orphan and path.with_name(name.removesuffix(".npy") + ".keys.npy").exists():
+                continue
+            if orphan or (name.startswith(".") and name.endswith(".tmp")):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < old:
+                        path.unlink()
 
     def refresh(self) -> None:
         """Read the shards other processes (the other ranks) wrote since this one opened."""
@@ -362,22 +539,24 @@ class FrozenEmbedder:
 
     def warm(self, values: pd.Series | pd.DataFrame, keys: np.ndarray) -> int:
         """Embed and store every row not cached yet, before a pass reads them batch by
-        batch; counts each row as a hit or a miss. Returns the number of rows missed."""
+        batch, then merge small shards (:meth:`EmbeddingCache.compact`); counts each row
+        as a hit or a miss. Returns the number of rows missed."""
         hit = self.cache.contains(keys)
         from transfuse import distributed
 
         if distributed.active():
             return self._warm_shared(values, keys, hit)
-        if hit.all():
-            return 0
         miss = np.flatnonzero(~hit)
-        self.fill(values.iloc[miss], keys[miss])
-        self.cache.flush()
+        if len(miss):
+            self.fill(values.iloc[miss], keys[miss])
+            self.cache.flush()
+        self.cache.compact()
         return len(miss)
 
     def _warm_shared(self, values: pd.Series | pd.DataFrame, keys: np.ndarray, hit: Any) -> int:
         """Under torchrun: each rank embeds its stride of the distinct missing rows and
-        writes them; after a barrier every rank reads what all of them wrote."""
+        writes them; after a barrier every rank reads what all of them wrote, and rank 0
+        alone merges shards (the others keep reading the files they mapped)."""
         from transfuse import distributed
 
         miss = np.flatnonzero(~hit)
@@ -392,6 +571,8 @@ class FrozenEmbedder:
         self.cache.flush()
         distributed.barrier()
         self.cache.refresh()
+        if rank == 0:
+            self.cache.compact()
         return len(miss)
 
     def compute(self, values: pd.Series | pd.DataFrame, keys: np.ndarray) -> np.ndarray:

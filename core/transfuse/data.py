@@ -27,7 +27,7 @@ from transfuse.tables import load_frame, need_columns, read_table
 
 if TYPE_CHECKING:
     from transfuse.bases import Encoder, Task
-    from transfuse.cache import FrozenEmbedder
+    from transfuse.cache import FrozenEmbedder, Positions
     from transfuse.config import PipelineConfig
     from transfuse.device import DeviceManager
 
@@ -234,6 +234,7 @@ class FrameBatches:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self._keys: dict[str, np.ndarray] = {}
+        self._where: dict[str, Positions] = {}  # frozen inputs' rows in their cache
         self._warm: set[str] = set()
         self._lengths: np.ndarray | bool | None = False  # False: not asked yet
         self._rows: dict[str, Any] = {}  # rowwise_prepare inputs, prepared once
@@ -290,16 +291,19 @@ class FrameBatches:
 
     def warm(self) -> None:
         """Fill the cache of every frozen input before a pass: each missing row embedded
-        once, in length-sorted batches, written in bulk. Counts each row once per pass."""
+        once, in length-sorted batches, written in bulk. Counts each row once per pass.
+        Then finds the rows in the cache, once per split while the cache's shards hold
+        (not once per batch), so that a batch is a gather from the mapped shards."""
         for plan in self.inputs:
             if plan.embedder is None:
                 continue
             keys = self._keys[plan.name]
             if plan.name in self._warm:  # every row was cached by an earlier pass
                 plan.embedder.cache.count(hits=len(keys))
-                continue
-            plan.embedder.warm(input_values(self.frame, plan.columns), keys)
-            self._warm.add(plan.name)
+            else:
+                plan.embedder.warm(input_values(self.frame, plan.columns), keys)
+                self._warm.add(plan.name)
+            self._where[plan.name] = plan.embedder.cache.locate(keys, self._where.get(plan.name))
 
     def prepare_rows(self) -> None:
         """Before a pass: each input's missing mask over the whole frame, and the prepared
@@ -334,7 +338,11 @@ class FrameBatches:
                 continue
             positions = batch["inputs"][plan.name]["rows"].numpy()
             keys = self._keys[plan.name][positions]
-            rows, hit = plan.embedder.cache.fetch(keys, count=False)  # counted by warm()
+            where = self._where.get(plan.name)
+            if where is not None:  # counted by warm()
+                rows, hit = plan.embedder.cache.gather(where, positions)
+            else:
+                rows, hit = plan.embedder.cache.fetch(keys, count=False)
             if not hit.all():  # rows not warmed (a pass without warm()): compute them
                 miss = np.flatnonzero(~hit)
                 values = input_values(self.frame.iloc[positions[miss]], plan.columns)
