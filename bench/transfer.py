@@ -213,10 +213,14 @@ class Split:
             for arm in (a for a in self.arms if a in ARMS):
                 family, method, steps = ARMS[arm]
                 cfg = network_config(family, pair.label, seed, TRAIN, pair.shared)
-                moved = transfuse.transfer(cfg, self.sources[family], steps, data=rows,
-                                           test=self.test, source_data=pair.source,
-                                           shift=False).pipeline  # fmt: skip
+                result = transfuse.transfer(cfg, self.sources[family], steps, data=rows,
+                                            test=self.test, source_data=pair.source,
+                                            shift=False)  # fmt: skip
+                moved = result.pipeline
                 add(method, "transfer", moved.predict_scores(self.test)[:, -1])
+                for note in (n for r in result.reports for n in r.notes):
+                    if note.startswith("written into the network exactly"):  # strategy.pool
+                        log(f"  {arm}: {note}")
             shown = [a for a in found.values() if a.kind != "bar" or a.method == BAR_POOLED]
             line = "  ".join(
                 f"{a.method[:14]} {roc_auc_score(self.y, a.scores[-1]):.3f}" for a in shown
