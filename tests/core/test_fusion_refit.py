@@ -21,7 +21,7 @@ import transfuse
 from transfuse import Pipeline, PluginManager
 from transfuse.builtin import StackOptions
 from transfuse.fusion import StackFusion
-from transfuse.refit import HeldOut
+from transfuse.refit import HeldOut, refit_fusion
 from transfuse.testing import cpu_device
 
 DIMS = {"signal": 4, "noise": 32}
@@ -190,3 +190,26 @@ def test_a_pipeline_with_refit_off_logs_no_refit(kit_manager, tmp_path):
     pipeline.fit(kit.frame(400))
     assert pipeline.result.refit is None
     assert "fusion_refit" not in pipeline.metrics.get("log", {})
+
+
+def test_any_fusion_with_a_refit_method_gets_the_validation_rows(kit_manager):
+    pipeline = Pipeline.from_config(kit.config(), manager=kit_manager).fit(kit.frame(300))
+    seen: list[HeldOut] = []
+
+    def refit(held: HeldOut) -> dict[str, object]:
+        seen.append(held)
+        return {"rows": len(held.target)}
+
+    pipeline.model.fusion.refit = refit  # what a third-party fusion would define
+    validation = pipeline.splits.validation
+    data = pipeline.frame_batches(validation, labelled=True)
+    record = refit_fusion(pipeline.model, data, pipeline.task, pipeline.device, "roc_auc")
+    assert record == {"rows": len(validation)}
+    held = seen[0]
+    embeddings, present = zip(*held.batches())
+    assert sum(len(e["a"]) for e in embeddings) == len(validation)
+    assert set(present[0]) == {"a", "b"}
+    everyone = np.arange(len(validation))
+    perfect = held.target.reshape(-1, 1) * 20 - 10  # logits that rank every row right
+    assert held.score(perfect, everyone) == pytest.approx(1.0)
+    assert held.score(-perfect, everyone) == pytest.approx(0.0)
