@@ -273,7 +273,10 @@ class Pool(TransferStrategy):
         logits = model.head(model.fusion(embeddings, batch["present"]))
         (grad,) = torch.autograd.grad(logits.sum(), embeddings[name])
         model.train(was_training)
-        g = grad[0]
+        present = batch["present"].get(name)
+        if present is not None:  # a row without the input does not depend on it
+            grad = grad[present.to(grad.device, torch.bool).reshape(-1)]
+        g = grad[0] if len(grad) else grad.new_zeros(grad.shape[1:])
         scale = float(g.abs().max())
         if scale == 0 or not torch.allclose(grad, g.expand_as(grad), atol=1e-4 * scale, rtol=0):
             raise TransferError(
