@@ -151,7 +151,8 @@ class Stack(TransferStrategy):
                 f"min_class_rows={self.options.min_class_rows} of a class, the source "
                 "ranking is kept (too few for k-fold; intercept refitted)"
             )
-            grid, chosen, losses = [math.inf], math.inf, {}
+            losses: dict[float, float] = {}
+            grid, chosen = [math.inf], math.inf
         else:
             grid = [*self.options.penalties, math.inf]
             x = np.column_stack([offset, feats]) if self.options.features else offset[:, None]
