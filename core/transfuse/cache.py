@@ -10,7 +10,10 @@ gives a different folder; a corrupt shard is discarded with a warning and recomp
 Lookups are vectorised: the keys of all shards form one sorted array searched with
 :func:`numpy.searchsorted`, so fetching a batch costs no Python loop over its rows.
 :meth:`FrozenEmbedder.warm` fills the cache before a pass: every missing row, once per
-distinct content, in length-sorted batches (the encoder's ``lengths`` hook), written in bulk.
+distinct content, in length-sorted batches (the encoder's ``lengths`` hook), written in bulk;
+then small shards are merged into one file (:meth:`EmbeddingCache.compact`). The data path
+finds a split's rows once (:meth:`EmbeddingCache.locate`), so that a batch is a gather from
+one mapped array, not a search over a million keys and dozens of shards.
 
 The root is ``$TRANSFUSE_CACHE`` when set, else ``platformdirs.user_cache_dir("transfuse")``.
 """
@@ -187,8 +190,10 @@ class EmbeddingCache:
 
     # -- reading -------------------------------------------------------------------
     def _open(self) -> None:
-        """Index the shards not read yet. A shard that vanishes while being read was merged
-        by another process (:meth:`compact`), which wrote the merged file first: list again."""
+        """Index the shards not read yet. A shard whose file vanishes while being read was
+        merged by another process (:meth:`compact`), which wrote the merged file first:
+        the folder is listed again. One still listed without its data is corrupt."""
+        gone: set[str] = set()  # keys files whose data was missing once
         for _ in range(_RELIST):
             if not self.folder.is_dir():
                 return
@@ -200,31 +205,38 @@ class EmbeddingCache:
                 stem = keys_path.name.removesuffix(".keys.npy")
                 data_path = keys_path.with_name(f"{stem}.npy")
                 try:
-                    keys = np.load(keys_path, allow_pickle=False)
-                    data = np.load(data_path, mmap_mode="r", allow_pickle=False)
-                    if keys.ndim != 1 or data.shape != (len(keys), self.dim):
-                        raise ValueError(f"shape {data.shape} for {len(keys)} keys")
-                    if data.dtype != self.dtype:
-                        raise ValueError(f"dtype {data.dtype}, expected {self.dtype}")
-                    keys = _as_keys(keys)
-                except FileNotFoundError:
-                    vanished = True
+                    loaded.append((stem, *self._read(keys_path, data_path)))
+                    self._seen.add(keys_path.name)
                     continue
+                except FileNotFoundError as exc:
+                    if keys_path.name not in gone:
+                        gone.add(keys_path.name)
+                        vanished = True
+                        continue
+                    error: Exception = exc
                 except (OSError, ValueError, EOFError) as exc:
-                    warnings.warn(
-                        f"discarding corrupt embedding cache shard {data_path}: {exc}",
-                        stacklevel=3,
-                    )
-                    for path in (keys_path, data_path):
-                        path.unlink(missing_ok=True)
-                    continue
-                self._seen.add(keys_path.name)
-                loaded.append((stem, data, keys))
+                    error = exc
+                warnings.warn(
+                    f"discarding corrupt embedding cache shard {data_path}: {error}",
+                    stacklevel=3,
+                )
+                for path in (keys_path, data_path):
+                    path.unlink(missing_ok=True)
             # The largest first: rows two processes both wrote are indexed from the larger
             # shard, so the smaller holds copies only and :meth:`compact` drops it.
             self._add_shards(sorted(loaded, key=lambda shard: -len(shard[2])))
             if not vanished:
                 return
+
+    def _read(self, keys_path: Path, data_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """A shard's rows (memory-mapped) and keys, checked against this cache's shape."""
+        keys = np.load(keys_path, allow_pickle=False)
+        data = np.load(data_path, mmap_mode="r", allow_pickle=False)
+        if keys.ndim != 1 or data.shape != (len(keys), self.dim):
+            raise ValueError(f"shape {data.shape} for {len(keys)} keys")
+        if data.dtype != self.dtype:
+            raise ValueError(f"dtype {data.dtype}, expected {self.dtype}")
+        return data, _as_keys(keys)
 
     def _add_shards(self, shards: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         """Merge shards' keys into the sorted index in one pass (a key already indexed, or
@@ -238,8 +250,9 @@ class EmbeddingCache:
             self._stems[self._next_id] = stem
             self._next_id += 1
         keys = np.concatenate([k for _, _, k in shards])
-        shard = np.concatenate([np.full(len(k), i, np.int32) for i, (*_, k) in zip(ids, shards)])
-        row = np.concatenate([np.arange(len(k), dtype=np.int64) for *_, k in shards])
+        sizes = [len(k) for *_, k in shards]
+        shard = np.repeat(np.asarray(ids, dtype=np.int32), sizes)
+        row = np.concatenate([np.arange(n, dtype=np.int64) for n in sizes])
         keys, first = np.unique(keys, return_index=True)  # stable: the first shard wins
         _, known = _find(self._keys, keys)
         keys, first = keys[~known], first[~known]

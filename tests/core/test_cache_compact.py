@@ -212,3 +212,13 @@ def test_compacting_sweeps_what_killed_writers_left_an_hour_ago(tmp_path):
     assert cache.compact() == 0, "two equal shards: nothing to merge, but a sweep"
     assert not stale_tmp.exists() and not orphan.exists() and fresh.exists()
     assert np.array_equal(cache.fetch(_keys(4))[0], _rows(4))
+
+
+def test_a_shard_listed_without_its_data_is_discarded_after_a_second_look(tmp_path):
+    cache = EmbeddingCache("enc", 3, root=tmp_path)
+    _write(cache, _keys(4), _rows(4), every=2)
+    first, second = _shards(cache)
+    second.with_name(second.name.replace(".keys.npy", ".npy")).unlink()
+    with pytest.warns(UserWarning, match="discarding corrupt embedding cache shard"):
+        reopened = EmbeddingCache("enc", 3, root=tmp_path)
+    assert _shards(reopened) == [first] and len(reopened) == 2
