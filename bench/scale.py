@@ -20,7 +20,7 @@ of MiniLM alone; this encoder costs microseconds a row, which leaves the platfor
 per-row work (hashing, dedupe, cache writes and reads, batching, training) to measure.
 ``--encoder minilm`` uses the packaged all-MiniLM-L6-v2 instead (for small sizes).
 
-    python bench/scale.py                        # 10k, 100k, 1M rows; 5-8 min on 2 loaded cores
+    python bench/scale.py                        # 10k, 100k, 1M rows; 3-4 min on 2 cores
     python bench/scale.py --sizes 10000 100000
     python bench/scale.py --device cuda --precision bf16
 """
