@@ -54,25 +54,13 @@ __all__ = ["Pool"]
 WHERE = "strategy.pool"
 
 
-def _leaf_values(node: dict[str, Any], out: dict[int, float]) -> dict[int, float]:
-    """Leaf index -> leaf value of one tree of ``Booster.dump_model()``."""
-    if "leaf_index" in node:
-        out[int(node["leaf_index"])] = float(node["leaf_value"])
-    elif "left_child" in node:
-        _leaf_values(node["left_child"], out)
-        _leaf_values(node["right_child"], out)
-    else:  # a tree of one leaf
-        out[0] = float(node.get("leaf_value", 0.0))
-    return out
-
-
 def _gbdt_input(model: nn.Module) -> tuple[str, Any]:
-    """The one ``tabular.gbdt`` input (duck-typed: a booster and a leaf table)."""
+    """The one ``tabular.gbdt`` input (duck-typed: a booster, a leaf table and its leaf values)."""
     inputs = getattr(unwrap(model), "inputs", None)
     found = [
         (name, enc)
         for name, enc in (inputs.items() if isinstance(inputs, nn.ModuleDict) else [])
-        if getattr(enc, "booster", None) is not None and hasattr(enc, "leaf_embedding")
+        if getattr(enc, "booster", None) is not None and hasattr(enc, "leaf_values")
     ]
     if len(found) != 1:
         raise TransferError(
@@ -298,13 +286,11 @@ class Pool(TransferStrategy):
         head: Any = unwrap(ctx.target_model).head
         weight = encoder.leaf_embedding.weight
         trees, offsets = len(encoder.leaves_per_tree), encoder.leaf_offsets()
-        info = encoder.booster.dump_model(start_iteration=first)["tree_info"]
         unit = ((1.0 - mix) * g.double()) / float(((1.0 - mix) * g.double()).pow(2).sum())
         with torch.no_grad():
             head.weight.mul_(1.0 - mix)
             head.bias.mul_(1.0 - mix).add_(shift)
-            for t in range(first, trees):
-                values = _leaf_values(info[t - first]["tree_structure"], {})
+            for t, values in enumerate(encoder.leaf_values(first), start=first):
                 rows = torch.tensor([offsets[t] + i for i in values], dtype=torch.long)
                 vals = torch.tensor(list(values.values()), dtype=torch.float64) * (trees * mix * k)
                 weight[rows.to(weight.device)] = (vals[:, None] * unit[None, :]).to(weight)

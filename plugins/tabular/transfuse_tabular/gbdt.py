@@ -233,9 +233,7 @@ class GBDTEncoder(Encoder):
                 scale = kept_trees or trees  # the mean over trees then starts at the raw score
                 per_class = max(1, len(self.classes)) if self.objective == "multiclass" else 1
                 offsets = self.leaf_offsets()
-                info = self.booster.dump_model()["tree_info"]
-                for t in range(kept_trees, trees):
-                    values = _leaf_values(info[t]["tree_structure"], {})
+                for t, values in enumerate(self.leaf_values(kept_trees), start=kept_trees):
                     rows = torch.tensor([offsets[t] + i for i in values], dtype=torch.long)
                     vals = torch.tensor(list(values.values()), dtype=old.dtype) * scale
                     table.weight[rows.to(old.device), (t % per_class) % dim] = vals.to(old.device)
@@ -244,6 +242,13 @@ class GBDTEncoder(Encoder):
     def leaf_offsets(self) -> list[int]:
         """Row of each tree's leaf 0 in ``leaf_embedding.weight`` (cumulative leaf counts)."""
         return [0, *np.cumsum(self.leaves_per_tree)[:-1].tolist()] if self.leaves_per_tree else []
+
+    def leaf_values(self, first: int = 0) -> list[dict[int, float]]:
+        """Leaf index -> leaf value (the booster's raw score) of each tree from ``first`` on."""
+        if self.booster is None:
+            return []
+        info = self.booster.dump_model(start_iteration=first)["tree_info"]
+        return [_leaf_values(tree["tree_structure"], {}) for tree in info]
 
     def continue_boosting(
         self, values: pd.Series | pd.DataFrame, target: pd.Series | np.ndarray, trees: int

@@ -95,6 +95,16 @@ def test_leaves_are_offset_into_one_table(fitted, task):
     assert (leaves >= torch.tensor(offsets)).all() and (leaves < bounds).all()
 
 
+def test_leaf_values_sum_to_the_boosters_raw_score(fitted, task):
+    raw = fitted.leaf_ids(task[0])
+    values = fitted.leaf_values()
+    assert len(values) == len(fitted.leaves_per_tree)
+    summed = sum(np.array([values[t][i] for i in raw[:, t]]) for t in range(len(values)))
+    x = fitted._matrix(task[0])
+    np.testing.assert_allclose(summed, fitted.booster.predict(x, raw_score=True), atol=1e-9)
+    assert fitted.leaf_values(first=5) == values[5:]
+
+
 def test_leaf_value_init_starts_at_lightgbms_raw_score(fitted, task):
     frame = task[0]
     with torch.no_grad():
