@@ -222,3 +222,36 @@ def test_a_shard_listed_without_its_data_is_discarded_after_a_second_look(tmp_pa
     with pytest.warns(UserWarning, match="discarding corrupt embedding cache shard"):
         reopened = EmbeddingCache("enc", 3, root=tmp_path)
     assert _shards(reopened) == [first] and len(reopened) == 2
+
+
+def test_under_torchrun_each_rank_embeds_its_stride_and_rank_zero_merges(
+    kit_manager, tmp_path, monkeypatch
+):
+    """The split of a shared fill between ranks (the torchrun test sees only the merged
+    cache): rank 1 embeds every second distinct missing row, rank 0 the rest, then merges."""
+    from transfuse import distributed
+
+    entry = kit_manager.get("encoder", "test.frozen")
+    encoder = entry.load()(entry.validate_options({"dim": 3}), cpu_device())
+    encoder.fit(pd.Series([1.0]))
+    values = pd.Series([float(i % 10) for i in range(14)])  # 10 distinct rows, 4 repeated
+    keys, device = row_keys(values), cpu_device()  # made before torchrun is faked
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "all_sum", lambda value: value)
+    monkeypatch.setattr(distributed, "barrier", lambda: None)
+    # Each rank opens the cache before any writes (as at the start of a run); rank 1
+    # happens to finish first. What it wrote is read by rank 0 after the barrier.
+    ranks = {
+        r: FrozenEmbedder(encoder, device, EmbeddingCache("k", 3, root=tmp_path)) for r in (1, 0)
+    }
+    embedded = {}
+    for rank, embedder in ranks.items():
+        monkeypatch.setattr(distributed, "rank_and_size", lambda rank=rank: (rank, 2))
+        kit.Frozen.calls.clear()
+        assert embedder.warm(values, keys) == 14
+        embedded[rank] = sum(kit.Frozen.calls)
+    assert embedded == {1: 5, 0: 5}  # each distinct row once, half each
+    shards = [np.load(p) for p in _shards(embedder.cache)]  # equal halves: tiering keeps both
+    assert sorted(map(len, shards)) == [5, 5] and len(np.unique(np.concatenate(shards))) == 10
+    expected = encoder(encoder.prepare(values)).detach().numpy()
+    assert np.allclose(EmbeddingCache("k", 3, root=tmp_path).fetch(keys)[0], expected, atol=1e-6)

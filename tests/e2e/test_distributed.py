@@ -149,7 +149,7 @@ def test_only_rank_zero_writes_the_run_and_reports(runs):
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".ranks")]
 
 
-def test_the_ranks_fill_the_embedding_cache_shard_wise(runs):
+def test_the_ranks_fill_the_embedding_cache_with_each_row_once(runs):
     folder = runs["folder"]
     single, ranks = cache_shards(folder / "cache-single"), cache_shards(folder / "cache-ranks")
     assert set(ranks) == set(single) and len(ranks) == 2  # the image and the call encoder
@@ -157,7 +157,8 @@ def test_the_ranks_fill_the_embedding_cache_shard_wise(runs):
         keys = np.concatenate(shards)
         assert len(np.unique(keys)) == len(keys)  # no row embedded twice
         assert set(keys.tolist()) == set(np.concatenate(single[name]).tolist())
-        assert len(shards) == 2 * len(single[name])  # each fill split between the ranks
+    # Who embedded which rows cannot be read from the shards here (rank 0 merges them after
+    # a fill); test_cache_compact checks that each rank embeds its stride of the misses.
 
 
 def test_strategies_that_freeze_groups_and_add_a_loss_match_one_process(runs):
