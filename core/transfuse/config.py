@@ -232,6 +232,22 @@ class TransferConfig(_Strict):
         return out
 
 
+class ReportConfig(_Strict):
+    """What the report measures beyond the metrics: the cut-off and the groups compared."""
+
+    target_bad_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="The bad rate among approved rows that sets the cut-off; unset: the "
+        "cut-off that approves as many rows as the training rows' share of goods.",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Columns whose groups are compared for fairness (need not be inputs).",
+    )
+
+
 class PipelineConfig(_Strict):
     """A whole pipeline: task, data, inputs, fusion, training and (optionally) transfer."""
 
@@ -243,6 +259,7 @@ class PipelineConfig(_Strict):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     transfer: TransferConfig | None = None
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("inputs")
     @classmethod
