@@ -115,7 +115,7 @@ def test_fp16_uses_an_active_grad_scaler():
 
 
 @pytest.fixture
-def torchrun_env(monkeypatch):
+def torchrun_env(monkeypatch, needs_loopback):
     """The variables torchrun sets, for a world of one (a free port on localhost)."""
     import socket
 

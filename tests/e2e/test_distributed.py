@@ -29,7 +29,8 @@ for plugin in ("transfuse_tabular", "transfuse_text", "transfuse_image", "transf
 import transfuse  # noqa: E402
 from transfuse.plugins import reset_plugin_manager  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# slow; skipped where 127.0.0.1 cannot be reached (torchrun would wait for its peers forever)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("needs_loopback")]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Two ranks against one process: metrics, losses (absolute difference).
