@@ -62,6 +62,14 @@ def _cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_describe(args: argparse.Namespace) -> int:
+    from transfuse.describe import describe_source, parse_options, render
+
+    summary = describe_source(args.name, parse_options(args.option), target=args.target)
+    print(render(summary, args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with every working command."""
     from transfuse import __version__
@@ -91,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = config_sub.add_parser("schema", help="print the JSON Schema of pipeline files")
     s.set_defaults(func=_cmd_config_schema)
 
+    data = sub.add_parser("data", help="look inside a registered data source")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    dd = data_sub.add_parser(
+        "describe", help="rows, columns, types and label balance of a data source"
+    )
+    dd.add_argument("name", help="a data source name (see `transfuse plugins`)")
+    dd.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a source option, e.g. --option sample=500 (repeatable)",
+    )
+    dd.add_argument("--target", help="the label column (default: the source's own label)")
+    dd.add_argument("--json", action="store_true", help="machine-readable output")
+    dd.set_defaults(func=_cmd_data_describe)
+
     from transfuse import commands
 
     commands.add_commands(sub)
@@ -113,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transfuse: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transfuse ... | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
