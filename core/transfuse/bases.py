@@ -28,6 +28,8 @@ __all__ = [
     "DataSource",
     "Encoder",
     "Fusion",
+    "Logit",
+    "Parts",
     "Task",
     "TensorFate",
     "TransferContext",
@@ -138,6 +140,55 @@ class Encoder(nn.Module):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`fitted_state`; must create parameters with their final shapes."""
+
+    def explain_parts(self) -> list[str] | None:
+        """The fixed parts this input splits into for explanations (a table's columns), in
+        the order :meth:`attribute` gives them; ``None`` (the default) when the parts vary
+        by row (words, events, frames). Fixed parts get a reason code each; otherwise the
+        input has one code."""
+        return None
+
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts | None:
+        """Attribute the rows' score to this input's parts (see ``docs/explain.md``).
+
+        ``logit(embedding, rows)`` is the model's logit (the explained output) for rows
+        ``rows`` (positions into ``values``) with this input's embedding replaced by
+        ``embedding`` (``[M, output_dim]`` on the device) and every other input as the row
+        has it; it is differentiable, so gradient methods (captum) work through it. Return
+        one score per part per row in logit units. The default, ``None``, treats the input
+        as one part. Called in eval mode, outside ``torch.no_grad``.
+        """
+        return None
+
+
+Logit = Callable[[Tensor, Tensor], Tensor]
+"""``logit(embedding [M, D], rows [M]) -> [M]``: what :meth:`Encoder.attribute` attributes."""
+
+
+@dataclass
+class Parts:
+    """One input's parts and their attributions for a batch of rows (what
+    :meth:`Encoder.attribute` returns). Lists hold one entry per row; a row's entries hold
+    one item per part, in the same order."""
+
+    #: Each part's name: a column, a word, ``"event 3"``, ``"0.5-1.0 s"``.
+    labels: list[list[str]]
+    #: Each part's attribution in logit units (a 1-D array per row).
+    scores: list[np.ndarray]
+    #: How the parts were attributed (``"integrated-gradients"``, ``"occlusion"``, ...).
+    method: str
+    #: What the scores are measured against (``"the training median/mode row"``, ...).
+    baseline: str
+    #: True when a row's scores add up to ``logit(row) - logit(baseline)`` by the method.
+    complete: bool = False
+    #: Per row, the completeness error the method reports (captum's convergence delta).
+    delta: np.ndarray | None = None
+    #: Each part's value as the row has it, as text (``"38.2"``, ``"self"``), for reasons.
+    values: list[list[str]] | None = None
+    #: How each value compares (``"higher than 91% of training rows"``), or ``""``.
+    notes: list[list[str]] | None = None
+    #: Per row, a saliency map (``[H, W]``, images) to write as a picture when asked.
+    maps: list[np.ndarray] | None = None
 
 
 class Fusion(nn.Module):
@@ -312,25 +363,46 @@ class TransferReport:
                 out[t.run] = out.get(t.run, 0) + 1
         return out
 
-    def to_markdown(self) -> str:
-        """A table for ``report.md`` (with a source-run column when there are several)."""
-        several = any(t.run is not None for t in self.tensors)
-        lines = [
-            f"**{self.strategy}**: {self.loaded_fraction:.1%} of target parameters loaded "
-            f"({', '.join(f'{n} {k}' for k, n in sorted(self.counts().items()))})",
-            "",
-            "| target tensor | fate | from | "
-            + ("source run | " if several else "")
-            + "elements | note |",
-            "| --- | --- | --- | " + ("--- | " if several else "") + "---: | --- |",
-        ]
+    def by_module(self) -> dict[str, dict[str, int]]:
+        """Tensors per fate within each module (``inputs.NAME``, ``fusion``, ``head``, ...)."""
+        out: dict[str, dict[str, int]] = {}
         for t in self.tensors:
-            run = f"{t.run or ''} | " if several else ""
-            lines.append(
-                f"| `{t.name}` | {t.fate} | {t.source or ''} | {run}{t.numel} | {t.note} |"
-            )
+            parts = t.name.split(".")
+            module = ".".join(parts[:2]) if parts[0] == "inputs" and len(parts) > 2 else parts[0]
+            fates = out.setdefault(module, {})
+            fates[t.fate] = fates.get(t.fate, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        """One line: the share of parameters loaded and the tensors per fate."""
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items()))
+        return (
+            f"**{self.strategy}**: {self.loaded_fraction:.1%} of target parameters loaded "
+            f"from the source ({counts or 'no tensors'})"
+        )
+
+    def to_markdown(self) -> str:
+        """A table for ``report.md``: tensors per fate in each module (the per-tensor list
+        stays in the run's ``transfer.json``), and the strategy's notes."""
+        fates = [f for f in ("copied", "reshaped", "reinitialised", "skipped", "kept")]
+        seen = [f for f in fates if any(f in row for row in self.by_module().values())]
+        lines = [self.summary(), ""]
+        if seen:
+            lines += [
+                "| module | " + " | ".join(seen) + " |",
+                "| --- |" + " ---: |" * len(seen),
+            ]
+            for module, row in self.by_module().items():
+                lines.append(
+                    f"| `{module}` | " + " | ".join(str(row.get(f, 0)) for f in seen) + " |"
+                )
+            lines.append("")
+        runs = self.runs()
+        if runs:
+            lines += ["Tensors per source run: " + ", ".join(f"{r}: {n}" for r, n in runs.items())]
+            lines.append("")
         lines += [f"- {n}" for n in self.notes]
-        return "\n".join(lines)
+        return "\n".join(lines).rstrip()
 
 
 @dataclass

@@ -65,7 +65,7 @@ def test_first_takes_each_tensor_from_the_first_run_that_has_it(kit, two_sources
     assert torch.equal(target.inputs.t.columns.c.weight, b.inputs.t.columns.c.weight)
     assert torch.equal(target.head.weight, a.head.weight)
     assert report.runs() == {"A": sum(v == "A" for v in origin.values()), "B": 2}
-    assert "| source run |" in report.to_markdown()
+    assert "Tensors per source run: A:" in report.to_markdown()
     assert any("tensors per source run (first): A" in n for n in report.notes)
 
 
@@ -99,15 +99,29 @@ def test_one_source_keeps_the_report_as_before(kit, two_sources):
     options = LayerMapOptions.model_validate({"min_loaded": 0})
     report = LayerMap(options, kit.device()).prepare(kit.context(a, target, rows))
     assert report.loaded_fraction > 0
-    assert report.runs() == {} and "source run" not in report.to_markdown()
+    assert report.runs() == {} and "per source run" not in report.to_markdown()
 
 
-def test_a_report_without_runs_has_no_source_run_column():
+def test_a_report_without_runs_has_no_source_run_line():
     report = TransferReport("x")
     report.add("head.weight", "copied", 4, "head.weight")
-    assert "source run" not in report.to_markdown()
+    assert "per source run" not in report.to_markdown()
     report.add("head.bias", "copied", 1, "head.bias", run="runs/a")
-    assert "| `head.bias` | copied | head.bias | runs/a | 1 |  |" in report.to_markdown()
+    assert "Tensors per source run: runs/a: 1" in report.to_markdown()
+
+
+def test_the_report_table_counts_tensors_per_fate_in_each_module():
+    report = TransferReport("x")
+    for i in range(3):
+        report.add(f"inputs.text.model.layer{i}.weight", "copied", 10, "same")
+    report.add("inputs.text.model.extra.weight", "reinitialised", 5)
+    report.add("fusion.proj.weight", "kept", 4)
+    report.add("head.bias", "copied", 1, "head.bias")
+    table = report.to_markdown()
+    assert "| module | copied | reinitialised | kept |" in table
+    assert "| `inputs.text` | 3 | 1 | 0 |" in table
+    assert "| `fusion` | 0 | 0 | 1 |" in table and "| `head` | 1 | 0 | 0 |" in table
+    assert len(table.splitlines()) < 10
 
 
 # -- strategy.source-weights -----------------------------------------------------------------
