@@ -11,7 +11,7 @@ never dropped. Rows and positives are reported with every figure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ def resamples(
     return out
 
 
-def _quantiles(point: Mapping[str, float], draws: list[Mapping[str, float]]) -> dict[str, Any]:
+def _quantiles(point: Mapping[str, float], draws: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     out = {}
     for name, value in point.items():
         values = np.array([d.get(name, np.nan) for d in draws], dtype=float)
