@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from transfuse.components import (
+    CommandEntry,
     ComponentEntry,
     DataSourceEntry,
     EncoderEntry,
@@ -68,6 +69,7 @@ _LAZY = {
 __all__ = [
     "Batch",
     "CheckpointError",
+    "CommandEntry",
     "ComponentEntry",
     "ConfigError",
     "DataError",

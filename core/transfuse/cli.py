@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from transfuse.errors import TransfuseError
+from transfuse.errors import PluginError, TransfuseError
 
 __all__ = ["main"]
 
@@ -118,12 +119,50 @@ def build_parser() -> argparse.ArgumentParser:
     from transfuse import commands
 
     commands.add_commands(sub)
+    _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    """Add the commands plugins register (``transfuse_commands``). One named like a core
+    command is left out (``transfuse plugins`` reports it); one whose code cannot be
+    imported still appears, and says why when run."""
+    from transfuse.plugins import _strict, get_plugin_manager
+
+    for name, entry in sorted(get_plugin_manager().commands(core=sub.choices).items()):
+        help_line = f"{entry.description} [{entry.distribution}]"
+        parser = sub.add_parser(name, help=help_line, description=entry.description)
+        try:
+            run = entry.load()(parser)
+            if not callable(run):
+                raise TypeError(f"{entry.factory} returned {type(run).__name__}, not a function")
+        except Exception as exc:
+            error = exc if isinstance(exc, PluginError) else PluginError(
+                f"command {name!r} cannot be set up: {type(exc).__name__}: {exc}",
+                where=f"{entry.distribution} {entry.version}",
+                fix="reinstall the plugin or report the bug to its authors",
+            )  # fmt: skip
+            if _strict():
+                raise error from (None if error is exc else exc)
+            parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            run = _failing(error)
+        parser.set_defaults(func=run)
+
+
+def _failing(error: PluginError) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        raise error
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except TransfuseError as exc:  # TRANSFUSE_STRICT_PLUGINS and a broken plugin
+        print(f"transfuse: error: {exc.one_line()}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

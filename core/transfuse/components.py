@@ -28,6 +28,7 @@ from transfuse.errors import ConfigError, PluginError
 
 __all__ = [
     "KINDS",
+    "CommandEntry",
     "ComponentEntry",
     "DataSourceEntry",
     "EncoderEntry",
@@ -42,6 +43,7 @@ __all__ = [
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_COMMAND = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class Options(BaseModel):
@@ -272,6 +274,28 @@ class PipelineEntry(ComponentEntry):
             ) from exc
 
 
+@dataclass(frozen=True, kw_only=True)
+class CommandEntry(ComponentEntry):
+    """A subcommand of the ``transfuse`` command line (``transfuse serve``).
+
+    ``factory`` names a function ``(parser: argparse.ArgumentParser) -> run`` that adds the
+    command's arguments to its parser and returns ``run(args: argparse.Namespace) -> int``
+    (the exit status). Its module is imported whenever the parser is built (``transfuse
+    --help`` too), so it imports nothing heavy; ``run`` imports what the command needs.
+    ``description`` is the command's help line.
+    """
+
+    kind: ClassVar[str] = "command"
+
+    def __post_init__(self) -> None:
+        if not _COMMAND.match(self.name):
+            raise PluginError(
+                f"invalid command name {self.name!r}",
+                fix="use one lower-case word such as 'serve' (letters, digits and '-')",
+            )
+        super().__post_init__()
+
+
 KINDS: dict[str, type[ComponentEntry]] = {
     cls.kind: cls
     for cls in (
@@ -281,5 +305,6 @@ KINDS: dict[str, type[ComponentEntry]] = {
         TaskEntry,
         DataSourceEntry,
         PipelineEntry,
+        CommandEntry,
     )
 }

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from transfuse.components import (
+        CommandEntry,
         DataSourceEntry,
         EncoderEntry,
         FusionEntry,
@@ -113,6 +114,30 @@ def transfuse_pipelines() -> list[PipelineEntry]:
             return [PipelineEntry(name="lending-club-source",
                                   resource="transfuse_finance.presets:source.yaml",
                                   description="LendingClub, card and consolidation loans.")]
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def transfuse_commands() -> list[CommandEntry]:
+    """Register subcommands of the ``transfuse`` command line (``transfuse serve``).
+
+    The factory adds the command's arguments to its ``argparse`` parser and returns the
+    function that runs it; its module is imported whenever the parser is built, so it
+    imports nothing heavy. A name the core already uses is ignored and reported.
+
+    Example::
+
+        @hookimpl
+        def transfuse_commands():
+            return [CommandEntry(name="serve", factory="transfuse_serve.cli:configure",
+                                 description="Score a trained run over HTTP.")]
+
+        # transfuse_serve/cli.py
+        def configure(parser):
+            parser.add_argument("run")
+            parser.add_argument("--port", type=int, default=8000)
+            return run  # run(args) -> int, imports fastapi when it runs
     """
     raise NotImplementedError
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pluggy
 
 from transfuse import hookspecs
-from transfuse.components import KINDS, ComponentEntry
+from transfuse.components import KINDS, CommandEntry, ComponentEntry
 from transfuse.errors import PluginConflictError, PluginError, UnknownComponentError
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ _HOOKS = {
     "task": "transfuse_tasks",
     "data_source": "transfuse_data_sources",
     "pipeline": "transfuse_pipelines",
+    "command": "transfuse_commands",
 }
 _PREFIX = {"fusion": "fusion.", "strategy": "strategy.", "task": "task."}
 
@@ -93,6 +94,8 @@ class PluginManager:
         self._records: dict[str, PluginRecord] = {}
         self._components: dict[str, dict[str, ComponentEntry]] | None = None
         self._unusable: dict[str, dict[str, PluginError]] = {kind: {} for kind in KINDS}
+        #: The core's own command names (see :meth:`commands`): no plugin may take one.
+        self._core_commands: frozenset[str] = frozenset()
         if builtins:
             from transfuse import builtin
 
@@ -237,6 +240,12 @@ class PluginManager:
             )
             self._unusable[kind].setdefault(name, error)
             return
+        if kind == "command" and name in self._core_commands:
+            record.problems.append(
+                f"command {name!r} is the core's own (transfuse {core}); the one from "
+                f"{entry.distribution} {entry.version} is ignored: rename it"
+            )
+            return
         clash = self._unusable[kind].get(name)
         other = found[kind].get(name)
         if other is None and not isinstance(clash, PluginConflictError):
@@ -309,6 +318,16 @@ class PluginManager:
             where=where,
             fix=f"installed: {available}" + ("" if close else "; install the plugin that has it"),
         )
+
+    def commands(self, core: Iterable[str] = ()) -> dict[str, CommandEntry]:
+        """The commands plugins add to the ``transfuse`` CLI, by name. A plugin's command
+        named like one of ``core`` (the CLI's own commands) is left out and listed among
+        that plugin's problems, so a plugin never replaces a built-in command."""
+        names = frozenset(core)
+        if names != self._core_commands:
+            self._core_commands, self._components = names, None
+        table = self.components("command")
+        return {name: e for name, e in table.items() if isinstance(e, CommandEntry)}
 
     def records(self) -> list[PluginRecord]:
         """Every plugin seen: active, disabled and failed."""
