@@ -26,35 +26,29 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 def read_rows(path: str | Path, where: str = "--data") -> Any:
-    """A CSV or parquet file as a DataFrame (relative file paths in it made absolute)."""
+    """A CSV or parquet file (or a folder of parquet files) as a DataFrame (relative file
+    paths in it made absolute)."""
     from transfuse.data import read_table
     from transfuse.plugins import get_plugin_manager
 
     file = Path(path).expanduser()
-    if not file.is_file():
+    if not file.exists():
         raise DataError("no such file", where=f"{where} {file}", fix="check the path")
     return read_table(None, str(file), {}, get_plugin_manager(), where=where)
 
 
-def write_rows(frame: Any, path: Path) -> None:
-    """Write a DataFrame as CSV or parquet (by suffix), atomically."""
-    import uuid
+def write_rows(frame: Any, path: str | Path) -> None:
+    """Write a DataFrame as CSV or parquet (by suffix; a path ending in ``/`` is a folder
+    of parquet parts), atomically."""
+    from transfuse.scoring import RowWriter
 
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet", ".pq"}:
-        raise DataError(
-            f"cannot tell the format of {path.name!r}", where="--out", fix="use .csv or .parquet"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    writer = RowWriter(path)
     try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        writer.write(frame)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _resolve(config: Any, origin: str) -> None:
@@ -62,7 +56,7 @@ def _resolve(config: Any, origin: str) -> None:
     from transfuse.config import resolve
 
     try:
-        resolve(config, need_source=True)
+        resolve(config, need_source=True, load=True)
     except TransfuseError as exc:
         raise exc.within(origin) from None
 
@@ -86,7 +80,7 @@ def with_data_files(config: Any, values: list[str] | None) -> tuple[Any, Path | 
                     "or give the main table as --data PATH",
                 )
             file = Path(path).expanduser()
-            if not file.is_file():
+            if not file.exists():
                 raise DataError("no such file", where=f"--data {name}={file}", fix="check the path")
             i = names.index(name)
             update: dict[str, Any] = {"path": str(file.absolute()), "source": None, "options": {}}
@@ -100,7 +94,7 @@ def with_data_files(config: Any, values: list[str] | None) -> tuple[Any, Path | 
             )
         else:
             main = Path(value).expanduser()
-            if not main.is_file():
+            if not main.exists():
                 raise DataError("no such file", where=f"--data {main}", fix="check the path")
     if joins != list(config.data.join):
         config = config.model_copy(update={"data": config.data.model_copy(update={"join": joins})})
@@ -152,7 +146,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         shutil.rmtree(ckpt)
     pipeline = Pipeline(config, base_dir=base_dir)
-    pipeline.fit(checkpoint_dir=ckpt, resume=args.resume)
+    try:
+        pipeline.fit(checkpoint_dir=ckpt, resume=args.resume)
+    except BaseException:
+        # A failure before the first checkpoint leaves nothing worth resuming behind.
+        if is_main_process() and not (ckpt / "checkpoint" / "state.json").is_file():
+            shutil.rmtree(ckpt, ignore_errors=True)
+        raise
     path = pipeline.save(out)
     if not is_main_process():  # under torchrun rank 0 cleans up and reports
         return 0
@@ -176,8 +176,13 @@ def read_data_args(values: list[str], pipeline: Any) -> tuple[Any, dict[str, Any
     by its ``data.join`` name): the main rows, the tables (None when none is given) and the
     main file. A run that joins tables needs every one of them, unless the main file
     already holds the joined columns."""
-    from transfuse.tables import table_names
+    main, tables = _data_tables(values)
+    frame = read_rows(main)
+    return frame, _joined(pipeline, tables, list(frame.columns)), main
 
+
+def _data_tables(values: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The main file of ``--data PATH`` and the tables of ``--data NAME=PATH``, read."""
     main: Path | None = None
     tables: dict[str, Any] = {}
     for value in values:
@@ -201,12 +206,19 @@ def read_data_args(values: list[str], pipeline: Any) -> tuple[Any, dict[str, Any
             where="--data",
             fix="give the rows as --data PATH (and each joined table as --data NAME=PATH)",
         )
-    frame = read_rows(main)
+    return main, tables
+
+
+def _joined(pipeline: Any, tables: dict[str, Any], header: list[str]) -> dict[str, Any] | None:
+    """The tables to join to the main rows (None: the main file is already joined, or the
+    run joins none)."""
+    from transfuse.tables import table_names
+
     names = table_names(pipeline.config.data)
     columns = {c for spec in pipeline.config.inputs.values() for c in spec.column_list}
-    if names and not tables and columns <= set(frame.columns):
-        return frame, None, main  # already joined
-    return frame, (tables if names or tables else None), main
+    if names and not tables and columns <= set(header):
+        return None  # already joined
+    return tables if names or tables else None
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -225,31 +237,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import transfuse
+    from transfuse.scoring import predict_file, read_columns
 
-    out = Path(args.out).expanduser()
     pipeline = transfuse.load(args.run, device=args.device)
-    frame, tables, data = read_data_args(args.data, pipeline)
-    if out.exists() and data.exists() and out.resolve() == data.resolve():
-        raise DataError(
-            "refusing to overwrite the input file with predictions",
-            where=f"--out {out}",
-            fix="give another output file",
-        )
-    scores = pipeline.predict(frame, tables, how="--data {name}=PATH")
-    keep = args.keep or ([pipeline.config.data.key] if pipeline.config.data.key else [])
-    missing = [c for c in keep if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"column {missing[0]!r} is not in the data",
-            where="--keep",
-            fix=f"the file has: {', '.join(map(str, frame.columns))}",
-        )
-    result = scores if not keep else frame[keep].join(scores)
-    write_rows(result.reset_index(drop=True), out)
-    print(f"wrote {len(result)} rows ({', '.join(scores.columns)}) to {out}")
-    for name, report in pipeline.predict_report.items():  # skipped files, unknown categories
+    main, given = _data_tables(args.data)
+    if not main.exists():
+        raise DataError("no such file", where=f"--data {main}", fix="check the path")
+    tables = _joined(pipeline, given, read_columns(main))
+    summary = predict_file(
+        pipeline, main, args.out, tables=tables, keep=args.keep, chunk_rows=args.chunk_rows
+    )
+    print(f"wrote {summary.rows} rows ({', '.join(summary.columns)}) to {summary.path}")
+    for name, report in summary.report.items():  # skipped files, unknown categories
         print(f"note: inputs.{name}: {json.dumps(report, ensure_ascii=False)}", file=sys.stderr)
     return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from transfuse.reasons import explain_command
+
+    return explain_command(args)
 
 
 def _overrides(config: Any, device: str | None, epochs: int | None) -> Any:
@@ -310,10 +317,7 @@ def _run_transfer(
     split = split_of(metrics)
     print(f"transferred {config.name} from {', '.join(sources) or '?'} -> {path}")
     for report in result.reports:
-        print(
-            f"  {report.strategy}: {report.loaded_fraction:.1%} of target parameters loaded "
-            f"({', '.join(f'{n} {k}' for k, n in sorted(report.counts().items()))})"
-        )
+        print(f"  {report.headline()}")  # "no weights loaded" for one that copies none
         _print_origins(report)
     if result.comparison:
         print(f"\n  {split} rows    transfer   scratch   difference")
@@ -400,13 +404,40 @@ def add_commands(sub: Any) -> None:
         "--data",
         required=True,
         action="append",
-        help="a CSV or parquet file of rows to score; repeat as NAME=PATH for each table the "
-        "run joins (data.join names, e.g. --data transactions=tx.csv)",
+        help="a CSV or parquet file (or a folder of parquet files) of rows to score, read in "
+        "chunks; repeat as NAME=PATH for each table the run joins (data.join names, e.g. "
+        "--data transactions=tx.csv), read whole",
     )
-    r.add_argument("--out", required=True, help="where to write the scores (.csv or .parquet)")
+    r.add_argument(
+        "--out",
+        required=True,
+        help="where to write the scores: .csv, .parquet, or a folder (ending in /) of parquet "
+        "parts; written as the chunks are scored, renamed into place at the end",
+    )
     r.add_argument("--keep", nargs="*", default=None, help="input columns to copy to the output")
+    r.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=65_536,
+        help="rows scored at a time (memory stays flat as the file grows; default 65536)",
+    )
     r.add_argument("--device", help="where to compute (default: the run's train.device)")
     r.set_defaults(func=_cmd_predict)
+
+    x = sub.add_parser("explain", help="why each row got its score: inputs, parts, reasons")
+    x.add_argument("run", help="a run directory written by `transfuse train`")
+    x.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="a CSV or parquet file of rows to explain; repeat as NAME=PATH for each table "
+        "the run joins",
+    )
+    x.add_argument("--out", required=True, help="where to write one row per row (.csv, .parquet)")
+    x.add_argument("--top", type=int, default=4, help="reasons per row (default 4)")
+    x.add_argument("--images", help="a folder for image inputs' saliency maps (PNG)")
+    x.add_argument("--device", help="where to compute (default: the run's train.device)")
+    x.set_defaults(func=_cmd_explain)
 
     t = sub.add_parser("transfer", help="train a target pipeline by transfer from a source run")
     t.add_argument("pipeline", help="the target pipeline: a YAML file or a preset name")
@@ -449,3 +480,7 @@ def add_commands(sub: Any) -> None:
     d.add_argument("--target", default="demo-target", help="the target pipeline preset")
     d.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     d.set_defaults(func=_cmd_demo)
+
+    from transfuse.monitor import add_monitor_command
+
+    add_monitor_command(sub)  # transfuse monitor RUN --data NEW (transfuse.monitor)

@@ -52,7 +52,8 @@ def read_table(
     where: str = "data",
     base_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """Load one table through a data source (``csv``/``parquet`` chosen by a path's suffix)."""
+    """Load one table through a data source (``csv``/``parquet`` chosen by a path's suffix;
+    a folder is read as parquet files, as Spark and pyarrow write them)."""
     options = dict(options)
     file: Path | None = None
     if path is not None:
@@ -61,12 +62,13 @@ def read_table(
             file = base_dir / file
         options["path"] = str(file)
         if source is None:
-            source = _SUFFIX_SOURCE.get(file.suffix.lower())
+            source = "parquet" if file.is_dir() else _SUFFIX_SOURCE.get(file.suffix.lower())
             if source is None:
                 raise DataError(
                     f"cannot tell the format of {file.name!r}",
                     where=f"{where}.path",
-                    fix="use a .csv or .parquet file, or name the source with 'source:'",
+                    fix="use a .csv or .parquet file (or a folder of parquet files), or name "
+                    "the source with 'source:'",
                 )
     if source is None:
         raise ConfigError(
