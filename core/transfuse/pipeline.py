@@ -392,6 +392,22 @@ class Pipeline:
             scores = np.concatenate([1.0 - scores, scores], axis=1)
         return pd.DataFrame(scores, index=df.index, columns=columns)
 
+    def explain(
+        self,
+        df: pd.DataFrame,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        *,
+        top: int = 4,
+    ) -> pd.DataFrame:
+        """Why each row got its score, one row per row of ``df`` (index aligned): each
+        input's and part's attribution in logit units and the top reasons
+        (:mod:`transfuse.explain`, :mod:`transfuse.reasons`, ``docs/explain.md``)."""
+        from transfuse.explain import explain_rows
+        from transfuse.reasons import code_table, explanation_frame
+
+        explained = explain_rows(self, df, tables=tables)
+        return explanation_frame(explained, top=top, codes=code_table(self))
+
     def evaluate(
         self,
         df: pd.DataFrame,

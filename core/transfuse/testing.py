@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_data_source",
     "check_encoder",
+    "check_explanation",
     "check_fusion",
     "check_strategy",
     "check_task",
@@ -288,3 +289,20 @@ def check_data_source(entry: DataSourceEntry, *, options: Mapping[str, Any] | No
     if source.target is not None:
         assert source.target in frame.columns, f"target {source.target!r} not in the table"
     return frame
+
+
+def check_explanation(
+    encoder: Any, values: pd.Series | pd.DataFrame, *, tolerance: float = 1e-3
+) -> Any:
+    """Check a fitted encoder's explanation against the contract (``docs/plugins.md``).
+
+    Gives ``attribute`` a logit that is a fixed linear map of the embedding and checks one
+    list of part labels and one finite score per part for every row, fixed parts
+    (``explain_parts``) equal to the labels, the same scores when asked again, a method
+    and a baseline named, and, where the method is complete and reports a convergence
+    delta, a delta within ``tolerance``. Returns the ``Parts`` (``None`` for the default:
+    the input is one part).
+    """
+    from transfuse.explain import check_explanation as check
+
+    return check(encoder, values, tolerance=tolerance)

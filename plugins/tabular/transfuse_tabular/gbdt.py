@@ -27,6 +27,7 @@ from transfuse.errors import CheckpointError, DataError
 from transfuse_tabular.columns import TableSchema, as_frame, category_key
 
 if TYPE_CHECKING:
+    from transfuse.bases import Logit, Parts
     from transfuse.device import DeviceManager
     from transfuse_tabular.options import GBDTOptions
 
@@ -318,6 +319,17 @@ class GBDTEncoder(Encoder):
     def forward(self, batch: Batch) -> Tensor:
         """Mean of the rows' leaf vectors: ``[B, dim]``."""
         return self.dropout(self.leaf_embedding(batch["leaves"]))
+
+    # -- explanations --------------------------------------------------------------------
+    def explain_parts(self) -> list[str]:
+        """The columns, in the order :meth:`attribute` scores them."""
+        return [c.name for c in self._fitted().columns]
+
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts:
+        """LightGBM's own per-column contributions (see :mod:`transfuse_tabular.explain`)."""
+        from transfuse_tabular.explain import tree_contributions
+
+        return tree_contributions(self, values)
 
     # -- state ---------------------------------------------------------------------------
     def fitted_state(self) -> dict[str, Any]:

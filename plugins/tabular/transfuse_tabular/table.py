@@ -27,6 +27,7 @@ from transfuse_tabular.embeddings import (
 from transfuse_tabular.numeric import piecewise_linear, scale
 
 if TYPE_CHECKING:
+    from transfuse.bases import Logit, Parts
     from transfuse.device import DeviceManager
     from transfuse_tabular.options import NeuralTableOptions
 
@@ -182,6 +183,17 @@ class TableEncoder(Encoder):
             )
         self.schema = TableSchema.from_state(state["columns"])
         self._build()
+
+    # -- explanations --------------------------------------------------------------------
+    def explain_parts(self) -> list[str]:
+        """The columns, in the order :meth:`attribute` scores them."""
+        return self.column_names()
+
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts:
+        """Integrated Gradients per column (see :mod:`transfuse_tabular.explain`)."""
+        from transfuse_tabular.explain import integrated_gradients
+
+        return integrated_gradients(self, values, logit)
 
     # -- for transfer strategies ---------------------------------------------------------
     def column_names(self) -> list[str]:

@@ -20,6 +20,7 @@ from transfuse_text.options import BagOfWordsOptions
 from transfuse_text.values import missing_texts, to_texts
 
 if TYPE_CHECKING:
+    from transfuse.bases import Logit, Parts
     from transfuse.device import DeviceManager
 
 __all__ = ["BagOfWordsEncoder"]
@@ -54,6 +55,12 @@ class BagOfWordsEncoder(Encoder):
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
         """Missing: None/NaN or a blank string."""
         return missing_texts(values)
+
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts:
+        """Word occlusion (see :mod:`transfuse_text.explain`)."""
+        from transfuse_text.explain import word_occlusion
+
+        return word_occlusion(self, values, logit)
 
     def prepare(self, values: pd.Series | pd.DataFrame) -> Batch:
         """Hashed token ids and counts, ``[B, max_tokens]`` each (count 0 pads)."""

@@ -29,6 +29,7 @@ from transfuse_text.values import missing_texts, to_texts
 if TYPE_CHECKING:
     import numpy as np
 
+    from transfuse.bases import Logit, Parts
     from transfuse.device import DeviceManager
 
 __all__ = [
@@ -236,6 +237,12 @@ class SentenceTransformerEncoder(Encoder):
     def missing(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
         """Missing: None/NaN or a blank string."""
         return missing_texts(values)
+
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts:
+        """Word occlusion (see :mod:`transfuse_text.explain`)."""
+        from transfuse_text.explain import word_occlusion
+
+        return word_occlusion(self, values, logit)
 
     def lengths(self, values: pd.Series | pd.DataFrame) -> np.ndarray:
         """Tokens per row, special tokens included and capped at ``max_length``: the cost

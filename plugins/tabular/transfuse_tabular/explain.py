@@ -1,0 +1,167 @@
+"""Explaining a table input column by column (``docs/explain.md``).
+
+* ``tabular.mlp`` and ``tabular.ft-transformer``: Integrated Gradients (captum) on the
+  column tokens ``[B, C, d]``, from the tokens of the training reference row (each number
+  at its training median, each category at its most frequent value) to the row's; a
+  column's score is its token's attribution summed over ``d``. Complete up to captum's
+  convergence delta: the scores add up to ``logit(row) - logit(reference row)``.
+* ``tabular.gbdt``: LightGBM's own per-feature contributions (``pred_contrib``, TreeSHAP)
+  to the booster's raw score, against the booster's expected score.
+
+Every column also gets its value as text and how it compares with the training rows
+(``"higher than 91% of training rows"``), for reason codes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from transfuse.bases import Parts
+from transfuse_tabular.columns import MISSING, UNKNOWN, Column, TableSchema, as_frame
+
+if TYPE_CHECKING:
+    from transfuse.bases import Logit
+    from transfuse_tabular.gbdt import GBDTEncoder
+    from transfuse_tabular.table import TableEncoder
+
+__all__ = ["IG_STEPS", "describe", "integrated_gradients", "reference_row", "tree_contributions"]
+
+#: Integration steps (Gauss-Legendre): enough for a convergence delta well under 1e-3
+#: logits on the platform's tabular networks (measured in bench/explain.py).
+IG_STEPS = 48
+_REFERENCE = (
+    "the training reference row (each number at its training median, each category at "
+    "its most frequent value)"
+)
+
+
+def _median(column: Column) -> float:
+    q = column.quantiles
+    return float(np.interp(0.5, np.linspace(0, 1, len(q)), q)) if q else column.mean
+
+
+def reference_row(schema: TableSchema) -> pd.DataFrame:
+    """One row: each numeric column at its training median, each category at its most
+    frequent training value (booleans at their first value)."""
+    row: dict[str, Any] = {}
+    for column in schema.columns:
+        if column.kind == "numeric":
+            row[column.name] = _median(column)
+        else:
+            row[column.name] = column.vocabulary[0] if column.vocabulary else None
+    return pd.DataFrame([row])
+
+
+def _number(x: float) -> str:
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:,.0f}"
+
+
+def describe(schema: TableSchema, values: pd.Series | pd.DataFrame) -> tuple[list, list]:
+    """Per row, each column's value as text and how it compares with the training rows."""
+    frame = as_frame(values)
+    raw, codes = schema.numbers(frame), schema.codes(frame)
+    shown: list[list[str]] = [[] for _ in range(len(frame))]
+    notes: list[list[str]] = [[] for _ in range(len(frame))]
+    for j, column in enumerate(schema.numeric):
+        levels = np.linspace(0, 1, len(column.quantiles)) if column.quantiles else None
+        for i, x in enumerate(raw[:, j]):
+            if np.isnan(x):
+                shown[i].append("missing")
+                notes[i].append(f"missing in {column.missing_fraction:.0%} of training rows")
+                continue
+            shown[i].append(_number(float(x)))
+            if levels is None:
+                notes[i].append("")
+                continue
+            below = float(np.interp(x, column.quantiles, levels))
+            notes[i].append(
+                f"higher than {below:.0%} of training rows"
+                if below >= 0.5
+                else f"lower than {1 - below:.0%} of training rows"
+            )
+    for j, column in enumerate(schema.categorical):
+        total = sum(column.counts)
+        for i, code in enumerate(codes[:, j]):
+            if code == MISSING:
+                shown[i].append("missing")
+                notes[i].append(f"missing in {column.missing_fraction:.0%} of training rows")
+            elif code == UNKNOWN:
+                shown[i].append(str(frame[column.name].iloc[i]))
+                notes[i].append("not seen in training")
+            else:
+                shown[i].append(column.vocabulary[code - 2])
+                share = column.counts[code - 2] / total if total and column.counts else None
+                notes[i].append("" if share is None else f"as in {share:.0%} of training rows")
+    return shown, notes
+
+
+def integrated_gradients(
+    encoder: TableEncoder, values: pd.Series | pd.DataFrame, logit: Logit
+) -> Parts:
+    """Integrated Gradients on the column tokens against the reference row (module doc)."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    schema = encoder._fitted()
+    device = encoder.device_manager
+    batch = device.move(encoder.prepare(values))
+    reference = device.move(encoder.prepare(reference_row(schema)))
+    with torch.no_grad():
+        tokens = encoder.tokens(batch).float()
+        base = encoder.tokens(reference).float().expand_as(tokens).contiguous()
+    rows = torch.arange(len(tokens), device=tokens.device)
+
+    def forward(t: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        return logit(encoder.trunk(t), at)
+
+    attribution, delta = IntegratedGradients(forward).attribute(
+        tokens,
+        baselines=base,
+        additional_forward_args=(rows,),
+        n_steps=IG_STEPS,
+        return_convergence_delta=True,
+    )
+    scores = attribution.sum(-1).detach().cpu().double().numpy()
+    shown, notes = describe(schema, values)
+    labels = [c.name for c in schema.columns]
+    return Parts(
+        labels=[list(labels) for _ in range(len(scores))],
+        scores=list(scores),
+        method=f"integrated gradients (captum, {IG_STEPS} steps) on the column tokens",
+        baseline=_REFERENCE,
+        complete=True,
+        delta=np.abs(delta.detach().cpu().double().numpy()),
+        values=shown,
+        notes=notes,
+    )
+
+
+def tree_contributions(encoder: GBDTEncoder, values: pd.Series | pd.DataFrame) -> Parts:
+    """LightGBM ``pred_contrib`` per column (the predicted class's, for multiclass)."""
+    schema = encoder._fitted()
+    booster = encoder.booster
+    assert booster is not None
+    matrix = encoder._matrix(values)
+    contrib = np.asarray(booster.predict(matrix, pred_contrib=True, **encoder._threads()))
+    width = matrix.shape[1] + 1
+    if contrib.shape[1] > width:  # multiclass: one block per class, the predicted one
+        blocks = contrib.reshape(len(matrix), -1, width)
+        chosen = blocks.sum(-1).argmax(1)
+        contrib = blocks[np.arange(len(matrix)), chosen]
+    scores = contrib[:, :-1]
+    shown, notes = describe(schema, values)
+    labels = [c.name for c in schema.columns]
+    return Parts(
+        labels=[list(labels) for _ in range(len(scores))],
+        scores=list(scores),
+        method="LightGBM pred_contrib (TreeSHAP of the booster's raw score)",
+        baseline="the booster's expected raw score over the training rows",
+        complete=False,
+        values=shown,
+        notes=notes,
+    )
