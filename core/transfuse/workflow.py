@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from transfuse.config import PipelineConfig, load_pipeline, parse_config
@@ -29,7 +30,15 @@ if TYPE_CHECKING:
     from transfuse.pipeline import Pipeline
     from transfuse.plugins import PluginManager
 
-__all__ = ["COMPARED", "TransferResult", "comparison_table", "source_runs", "transfer"]
+__all__ = [
+    "COMPARED",
+    "TransferResult",
+    "comparison_finding",
+    "comparison_table",
+    "paired_on_curves",
+    "source_runs",
+    "transfer",
+]
 
 StrategySpec = "str | tuple[str, Mapping[str, Any]] | Mapping[str, Any] | TransferStrategy"
 
@@ -45,6 +54,22 @@ class TransferResult:
     baseline: Pipeline | None = None
     reports: list[TransferReport] = field(default_factory=list)
     comparison: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        split = split_of(self.pipeline.metrics)
+        metric = self.pipeline.metrics.get("metric", "loss")
+        value = self.pipeline.metrics.get(split, {}).get(metric)
+        shown = f"{split} {metric} {value:.4f}" if isinstance(value, float) else "not evaluated"
+        if self.baseline is not None:
+            other = self.baseline.metrics.get(split, {}).get(metric)
+            shown += f" (scratch {other:.4f})" if isinstance(other, float) else ""
+        best = self.pipeline.metrics.get("best_epoch", -1)
+        kept = "starting weights kept" if best < 0 else f"best epoch {best + 1}"
+        strategies = [r.strategy for r in self.reports]
+        return (
+            f"TransferResult({self.pipeline.config.name!r}, strategies={strategies}, "
+            f"{shown}, {kept})"
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Write the transferred run (its report compares with the baseline) and, beside
@@ -243,7 +268,9 @@ def transfer(
         scratch = Pipeline(scratch_config, manager=manager, base_dir=base_dir)
         scratch.fit(data, test)
         result.baseline = scratch
-        result.comparison = compare(pipeline.metrics, scratch.metrics)
+        paired = paired_on_curves(pipeline, scratch)
+        result.comparison = compare(pipeline.metrics, scratch.metrics, paired)
+        pipeline.findings.append(comparison_finding(result.comparison, pipeline, "scratch"))
         pipeline.metrics["baseline"] = {
             k: scratch.metrics[k] for k in ("validation", "test") if k in scratch.metrics
         }
@@ -298,30 +325,87 @@ def split_of(metrics: Mapping[str, Any]) -> str:
     return "test" if metrics.get("test") else "validation"
 
 
+def paired_on_curves(a: Pipeline, b: Pipeline) -> dict[str, Any]:
+    """Paired bootstrap intervals of ``a`` minus ``b`` on the rows both were evaluated on
+    (binary tasks; empty when the rows differ or the task is not binary)."""
+    from transfuse.intervals import binary_paired
+
+    if not a._curve or not b._curve:
+        return {}
+    (_, truth_a, scores_a), (_, truth_b, scores_b) = a._curve, b._curve
+    if (
+        scores_a is None
+        or scores_b is None
+        or scores_a.shape[1] != 1
+        or scores_b.shape != scores_a.shape
+        or not np.array_equal(truth_a, truth_b)
+    ):
+        return {}
+    return binary_paired(truth_a, scores_a[:, 0], scores_b[:, 0])
+
+
 def compare(
-    transferred: Mapping[str, Any], scratch: Mapping[str, Any]
+    transferred: Mapping[str, Any],
+    scratch: Mapping[str, Any],
+    paired: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per metric: the transferred value, the scratch value and their difference."""
+    """Per metric: the transferred value, the scratch value and their difference (with the
+    paired bootstrap 95% interval of the difference, ``low``/``high``, where given)."""
     split = split_of(transferred)
     a, b = transferred.get(split, {}), scratch.get(split, {})
-    return {
-        m: {"transfer": float(a[m]), "scratch": float(b[m]), "difference": float(a[m] - b[m])}
-        for m in COMPARED
-        if m in a and m in b
-    }
+    out, paired = {}, paired or {}
+    for m in COMPARED:
+        if m in a and m in b:
+            row = {
+                "transfer": float(a[m]),
+                "scratch": float(b[m]),
+                "difference": float(a[m] - b[m]),
+            }
+            if m in paired:
+                row.update(low=paired[m].low, high=paired[m].high, rows=float(paired[m].rows))
+            out[m] = row
+    return out
+
+
+def comparison_finding(
+    comparison: Mapping[str, Mapping[str, float]], pipeline: Pipeline, other: str
+) -> str:
+    """One sentence: the transfer against ``other`` on the early-stopping metric (or the
+    first compared), with its interval and whether the difference holds."""
+    if not comparison:
+        return f"Transfer and {other} could not be compared (no metric in common)."
+    metric = str(pipeline.metrics.get("metric"))
+    name = metric if metric in comparison else next(iter(comparison))
+    row = comparison[name]
+    split = split_of(pipeline.metrics)
+    text = (
+        f"Transfer against {other} on the same {split} rows: {name} {row['transfer']:.4f} "
+        f"vs {row['scratch']:.4f}, difference {row['difference']:+.4f}"
+    )
+    if "low" in row:
+        holds = row["low"] > 0 or row["high"] < 0
+        text += (
+            f" (paired bootstrap 95% interval [{row['low']:+.4f}, {row['high']:+.4f}] over "
+            f"{int(row['rows'])} rows: " + ("the difference holds)." if holds else "within noise).")
+        )
+    else:
+        text += "."
+    return text
 
 
 def comparison_table(comparison: Mapping[str, Mapping[str, float]], split: str) -> str:
     """The side-by-side markdown table for ``report.md``."""
     lines = [
-        f"Both trained on the same target rows with the same seed; metrics on the {split} rows.",
+        f"Both trained on the same target rows with the same seed; metrics on the {split} "
+        "rows; the interval is a paired bootstrap 95% interval of the difference.",
         "",
-        "| metric | transfer | scratch | difference |",
-        "| --- | ---: | ---: | ---: |",
+        "| metric | transfer | scratch | difference | 95% interval |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for metric, row in comparison.items():
+        interval = f"[{row['low']:+.4f}, {row['high']:+.4f}]" if "low" in row else "n/a"
         lines.append(
             f"| {metric} | {row['transfer']:.4f} | {row['scratch']:.4f} | "
-            f"{row['difference']:+.4f} |"
+            f"{row['difference']:+.4f} | {interval} |"
         )
     return "\n".join(lines)
