@@ -1,0 +1,211 @@
+"""The request model a run's inputs define, and validated rows turned into a DataFrame.
+
+Each column the run's inputs read is one field of ``Row``, named by the column (an alias, so
+any column name works), required and nullable (``null`` is a missing value; a key left out
+is an error, so a misspelled key never passes as missing). The type follows the encoder's
+modality: ``tabular`` takes a JSON scalar, ``text`` a string, ``sequence`` a list of
+event records (or their JSON text); every other modality (image, audio, video, and any
+modality a third-party plugin brings) is file-valued: ``{"base64": "..."}`` or a path
+under the server's root, read by :class:`FileReader` and handed to the encoder as bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, create_model
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from transfuse import Pipeline
+
+__all__ = [
+    "Column",
+    "FileData",
+    "FileReader",
+    "RequestError",
+    "columns_of",
+    "row_model",
+    "to_frame",
+]
+
+Scalar = bool | int | float | str | None
+Event = dict[str, bool | int | float | str | None]
+#: Modalities whose values arrive in the JSON itself; every other one is file-valued.
+VALUE_TYPES: dict[str, Any] = {
+    "tabular": Scalar,
+    "text": str | None,
+    "sequence": list[Event] | str | None,
+}
+
+
+class FileData(BaseModel):
+    """A file's bytes in a request, base64-encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base64: Base64Bytes = Field(description="The file's bytes, base64-encoded (RFC 4648).")
+
+
+FileValue = FileData | str | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One request field: a column some input reads (or the run's key column)."""
+
+    name: str
+    field: str
+    modality: str
+    inputs: tuple[str, ...]
+    encoder: str | None
+
+    @property
+    def is_file(self) -> bool:
+        """Whether its values are files (base64 or a path under the root)."""
+        return self.modality not in VALUE_TYPES and self.modality != "key"
+
+    def describe(self) -> dict[str, Any]:
+        """Its entry in ``/metadata``."""
+        kind = "file (base64 or a path under the root)" if self.is_file else self.modality
+        return {"column": self.name, "inputs": list(self.inputs), "type": kind}
+
+
+def columns_of(pipeline: Pipeline) -> list[Column]:
+    """The request fields of a loaded run: every column its inputs read, in config order,
+    then the ``data.key`` column (optional, echoed in the answer) when no input reads it."""
+    found: dict[str, Column] = {}
+    for name, spec in pipeline.config.inputs.items():
+        entry = pipeline.manager.get("encoder", spec.encoder or "", where=f"inputs.{name}")
+        modality = str(getattr(entry, "modality", "file"))
+        for column in spec.column_list:
+            seen = found.get(column)
+            if seen is None:
+                found[column] = Column(column, f"c{len(found)}", modality, (name,), entry.name)
+                continue
+            # A column two inputs read is file-valued if either reads it as a file.
+            file_reader = seen if seen.is_file else None
+            mod = file_reader.modality if file_reader else modality
+            found[column] = Column(column, seen.field, mod, (*seen.inputs, name), seen.encoder)
+    key = pipeline.config.data.key
+    if key and key not in found:
+        found[key] = Column(key, f"c{len(found)}", "key", (), None)
+    return list(found.values())
+
+
+def row_model(columns: list[Column], name: str = "Row") -> type[BaseModel]:
+    """The pydantic model of one request row (unknown keys rejected)."""
+    fields: dict[str, Any] = {}
+    for column in columns:
+        if column.modality == "key":
+            fields[column.field] = (
+                str | int | None,
+                Field(None, alias=column.name, description="The row's key, echoed back."),
+            )
+            continue
+        annotation = VALUE_TYPES.get(column.modality, FileValue)
+        what = "a file: {'base64': ...} or a path under the server's root" if column.is_file else ""
+        description = (
+            f"inputs {', '.join(column.inputs)} ({column.modality}{'; ' if what else ''}{what})"
+        )
+        fields[column.field] = (annotation, Field(..., alias=column.name, description=description))
+    model: type[BaseModel] = create_model(
+        name, __config__=ConfigDict(extra="forbid", populate_by_name=False), **fields
+    )
+    return model
+
+
+class RequestError(Exception):
+    """Bad values found after validation (a file outside the root, a row the run
+    refuses): the 422 errors, in FastAPI's ``{"loc", "msg", "type"}`` shape."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+class FileReader:
+    """Reads the files requests name by path, only under ``root`` (resolved at start-up).
+
+    A path is taken relative to the root (an absolute one must lie under it); it is
+    resolved, symlinks included, before it is checked, so ``..`` and links that leave the
+    root are refused without telling whether their target exists. Only regular files of at
+    most ``max_bytes`` are read, and the encoder gets their bytes, never the path.
+    """
+
+    def __init__(self, root: Path | None, max_bytes: int) -> None:
+        self.root = root.resolve(strict=True) if root is not None else None
+        self.max_bytes = max_bytes
+
+    def read(self, value: str) -> bytes:
+        """The file's bytes; a ValueError saying why it cannot be read otherwise."""
+        if self.root is None:
+            raise ValueError(
+                "this server reads no files by path (it was started without --root); "
+                'send the file as {"base64": ...}'
+            )
+        if "\x00" in value:
+            raise ValueError("a path cannot hold a NUL character")
+        given = Path(value)  # no ~ expansion: a home folder is no part of the root
+        candidate = given if given.is_absolute() else self.root / given
+        try:
+            resolved = candidate.resolve(strict=False)
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise ValueError(f"cannot resolve the path: {type(exc).__name__}") from None
+        if not resolved.is_relative_to(self.root):
+            raise ValueError("the path is outside the server's root; name a file under it")
+        try:
+            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            raise ValueError("no readable file at this path under the server's root") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("the path is not a regular file")
+            if info.st_size > self.max_bytes:
+                raise ValueError(f"the file is larger than {self.max_bytes} bytes")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(self.max_bytes + 1)[: self.max_bytes]
+        finally:
+            os.close(fd)
+
+
+def to_frame(
+    rows: list[BaseModel], columns: list[Column], files: FileReader, *, many: bool
+) -> pd.DataFrame:
+    """The rows as a DataFrame of the run's columns (index 0..n-1, the request's order);
+    file values become bytes. A RequestError lists every file that cannot be read (its
+    ``loc`` names the row when the request was a list, ``many``)."""
+    import numpy as np
+    import pandas as pd
+
+    data: dict[str, list[Any]] = {c.name: [] for c in columns}
+    errors: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        for column in columns:
+            value = getattr(row, column.field)
+            if column.is_file:
+                if isinstance(value, FileData):
+                    value = value.base64
+                elif isinstance(value, str) and value:
+                    try:
+                        value = files.read(value)
+                    except ValueError as exc:
+                        loc = ["body", i, column.name] if many else ["body", column.name]
+                        errors.append({"loc": loc, "msg": str(exc), "type": "file_refused"})
+                        value = None
+                elif value == "":
+                    value = None
+            data[column.name].append(value)
+    if errors:
+        raise RequestError(errors)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+    for column in columns:  # an empty column reads as NaN, as from a CSV file
+        if column.modality in {"tabular", "key"} and frame[column.name].isna().all():
+            frame[column.name] = np.nan
+    return frame
