@@ -300,7 +300,14 @@ Fate = Literal["copied", "reshaped", "reinitialised", "skipped", "kept"]
 
 @dataclass(frozen=True)
 class TensorFate:
-    """What a transfer did to one target tensor."""
+    """What a transfer did to one target tensor.
+
+    The fates: ``copied`` (loaded whole from the source), ``reshaped`` (partly loaded:
+    the rows both have, the rest new), ``reinitialised`` (initialised afresh, seeded),
+    ``skipped`` (left as the target was built, because a rule said so) and ``kept`` (the
+    strategy left it as it found it: a strategy that copies nothing, such as a freeze,
+    reports ``kept``). Only ``copied`` and ``reshaped`` count as loaded.
+    """
 
     name: str
     fate: Fate
@@ -313,7 +320,20 @@ class TensorFate:
 
 @dataclass
 class TransferReport:
-    """Every target tensor's fate after a strategy's ``prepare``."""
+    """Every target tensor's fate after a strategy's ``prepare``.
+
+    Build it as ``TransferReport(strategy="strategy.mine")`` and call :meth:`add` once per
+    target tensor (``report.add(name, "kept", param.numel())``); return it from
+    ``prepare``. The run writes it to ``transfer.json`` and ``report.md``, and
+    ``transfuse transfer`` prints its :meth:`headline`.
+
+    Example::
+
+        report = TransferReport(strategy=self.name)
+        for name, param in ctx.target_model.named_parameters():
+            report.add(name, "kept", param.numel(), note="frozen")
+        return report
+    """
 
     strategy: str
     tensors: list[TensorFate] = field(default_factory=list)
@@ -373,13 +393,20 @@ class TransferReport:
             fates[t.fate] = fates.get(t.fate, 0) + 1
         return out
 
-    def summary(self) -> str:
-        """One line: the share of parameters loaded and the tensors per fate."""
+    def headline(self) -> str:
+        """One plain line: the share of parameters loaded and the tensors per fate (a
+        strategy that loads nothing says so, instead of "0.0% loaded")."""
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items()))
+        if not any(t.fate in {"copied", "reshaped"} for t in self.tensors):
+            return f"{self.strategy}: no weights loaded from the source ({counts or 'no tensors'})"
         return (
-            f"**{self.strategy}**: {self.loaded_fraction:.1%} of target parameters loaded "
+            f"{self.strategy}: {self.loaded_fraction:.1%} of target parameters loaded "
             f"from the source ({counts or 'no tensors'})"
         )
+
+    def summary(self) -> str:
+        """:meth:`headline` for ``report.md`` (the strategy's name in bold)."""
+        return f"**{self.strategy}**" + self.headline().removeprefix(self.strategy)
 
     def to_markdown(self) -> str:
         """A table for ``report.md``: tensors per fate in each module (the per-tensor list

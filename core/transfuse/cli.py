@@ -20,25 +20,9 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from transfuse.plugins import get_plugin_manager
+    from transfuse.listing import cmd_plugins
 
-    records = get_plugin_manager().records()
-    if args.json:
-        print(json.dumps([r.as_json() for r in records], indent=2))
-        return 0
-    for r in records:
-        print(f"{r.distribution} {r.version or ''} [{r.status}] ({r.name})".replace("  ", " "))
-        if r.location:
-            print(f"  from {r.location}")
-        if r.error:
-            print(f"  error: {r.error}")
-        for problem in r.problems:
-            print(f"  problem: {problem}")
-        for c in sorted(r.components, key=lambda c: (c.kind, c.name)):
-            modality = getattr(c, "modality", None)
-            extra = f" [{modality}]" if modality else ""
-            print(f"  {c.kind:<12} {c.name}{extra}: {c.description}")
-    return 0
+    return cmd_plugins(args)
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -49,7 +33,7 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
         runs = [r.strip() for given in args.source for r in given.split(",") if r.strip()]
         config.transfer.from_ = runs[0] if len(runs) == 1 else runs
     try:
-        resolve(config, need_source=True)
+        resolve(config, need_source=True, load=True)  # imports each factory, as train does
     except TransfuseError as exc:
         raise exc.within(str(args.file)) from None
     print(f"ok: {args.file} ({config.name}, {len(config.inputs)} inputs)")
@@ -57,9 +41,9 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_schema(args: argparse.Namespace) -> int:
-    from transfuse.config import schema
+    from transfuse.listing import pipeline_schema
 
-    print(json.dumps(schema(), indent=2))
+    print(json.dumps(pipeline_schema(), indent=2))
     return 0
 
 
@@ -82,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"transfuse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list installed plugins and their components")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "plugins", help="list installed plugins and their components, or one component's options"
+    )
+    from transfuse.listing import add_plugins_arguments
+
+    add_plugins_arguments(p)
     p.set_defaults(func=_cmd_plugins)
 
     config = sub.add_parser("config", help="validate a pipeline or print its schema")
@@ -119,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from transfuse import commands
 
     commands.add_commands(sub)
+    from transfuse.scaffold import add_new_command
+
+    add_new_command(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -181,6 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a plugin's bug is reported against the plugin, in one line
+        from transfuse.plugins import blame_plugin
+
+        error = blame_plugin(exc)
+        if error is None:
+            raise
+        print(f"transfuse: error: {error.one_line()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

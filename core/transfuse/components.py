@@ -47,10 +47,27 @@ _COMMAND = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class Options(BaseModel):
-    """Base of every component's options model: unknown keys are rejected."""
+    """Base of every component's options model.
+
+    Subclass it with typed fields (``pydantic.Field`` gives bounds and a description,
+    which ``transfuse plugins NAME`` and ``transfuse config schema`` show). Unknown keys
+    are rejected, instances are frozen, and ``.nan``/``.inf`` are refused (a YAML float
+    that no option means). The validators are built on first use, so listing plugins
+    stays fast.
+
+    Example::
+
+        class CharNgramOptions(Options):
+            n: int = Field(3, ge=1, le=6, description="Characters per n-gram.")
+            dim: int = Field(32, ge=1, description="Width of the embedding.")
+    """
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, protected_namespaces=(), defer_build=True
+        extra="forbid",
+        frozen=True,
+        protected_namespaces=(),
+        defer_build=True,
+        allow_inf_nan=False,
     )
 
 
@@ -134,15 +151,27 @@ def _inner_model(annotation: Any, part: int | str) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class ComponentEntry:
-    """What every registered component declares."""
+    """What every registered component declares.
+
+    A registration hook returns a list of entries; the plugin manager fills in
+    ``distribution`` and ``version``. Nothing here imports the component's code:
+    ``factory`` is a string, imported by :meth:`load` when a pipeline builds it.
+    """
 
     kind: ClassVar[str] = "component"
 
+    #: The unique dotted name a pipeline uses (``text.char-ngram``, ``strategy.l2sp``).
     name: str
+    #: Where the class lives, as ``"package.module:ClassName"`` (imported on first use).
     factory: str
+    #: One line for ``transfuse plugins``.
     description: str
+    #: The options model (a subclass of :class:`Options`); the config's ``options:`` for
+    #: the component are validated against it, and the instance is passed to the factory.
     options: type[Options] = NoOptions
+    #: The distribution that registered it (set by the plugin manager).
     distribution: str | None = None
+    #: That distribution's version (set by the plugin manager).
     version: str | None = None
     #: A version specifier the core must satisfy (``">=0.2"``); unmet, the entry is listed
     #: as unusable instead of failing later.
@@ -197,9 +226,23 @@ class ComponentEntry:
         """A copy that names the distribution that provides it."""
         return dataclasses.replace(self, distribution=distribution, version=version)
 
-    def summary(self) -> dict[str, Any]:
-        """The JSON-able listing used by ``transfuse plugins --json``."""
-        return {"name": self.name, "kind": self.kind, "modality": getattr(self, "modality", None)}
+    def summary(self, *, schema: bool = False) -> dict[str, Any]:
+        """The JSON-able listing used by ``transfuse plugins --json`` (with ``schema``, the
+        options' JSON Schema under ``"options"``)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "modality": getattr(self, "modality", None),
+        }
+        if schema:
+            out["description"] = self.description
+            out["options"] = self.options_schema()
+        return out
+
+    def options_schema(self) -> dict[str, Any]:
+        """The JSON Schema of this component's options (``additionalProperties: false``)."""
+        schema: dict[str, Any] = self.options.model_json_schema()
+        return schema
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +250,7 @@ class EncoderEntry(ComponentEntry):
     """An encoder turns one input (a column or a group of columns) into ``[B, D]``."""
 
     kind: ClassVar[str] = "encoder"
+    #: What kind of input it reads (``text``, ``image``, ``audio``, ``tabular``, ...).
     modality: str
 
 
@@ -224,6 +268,9 @@ class StrategyEntry(ComponentEntry):
     kind: ClassVar[str] = "strategy"
     #: Whether the strategy copies source weights in ``prepare`` (``layer-map``); such a
     #: strategy must come before those that do not, which act on the copied weights.
+    #: Declared here so that ``config validate`` checks the order without importing the
+    #: strategy; the class's own ``TransferStrategy.copies_weights`` must say the same
+    #: (``transfuse.testing.check_plugin`` checks that they agree).
     copies_weights: bool = False
 
 

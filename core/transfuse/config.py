@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from transfuse.components import format_validation_error
-from transfuse.errors import ConfigError
+from transfuse.errors import ConfigError, PluginError, TransfuseError
 
 if TYPE_CHECKING:
     from transfuse.plugins import PluginManager
@@ -389,13 +389,20 @@ def _check_size(data: Any, origin: str) -> None:
 
 
 def resolve(
-    config: PipelineConfig, manager: PluginManager | None = None, *, need_source: bool = False
+    config: PipelineConfig,
+    manager: PluginManager | None = None,
+    *,
+    need_source: bool = False,
+    load: bool = False,
 ) -> dict[str, Any]:
     """Check every component name and its options against the installed plugins.
 
     Returns the validated options objects by config key path (``inputs.text``,
     ``fusion``, ``task``, ``transfer.strategies.0``...). With ``need_source`` a transfer
-    section must name its source run (``transfuse train`` has no ``--from``).
+    section must name its source run (``transfuse train`` has no ``--from``). With
+    ``load`` each component's factory is imported too and checked to be a class of the
+    right base (what ``config validate`` and ``train`` do), so a plugin module that
+    fails to import fails here, naming the config key.
     """
     from transfuse.plugins import get_plugin_manager
 
@@ -403,19 +410,23 @@ def resolve(
     resolved: dict[str, Any] = {}
     task = manager.get("task", config.task.type, where="task.type")
     resolved["task"] = task.validate_options(config.task.options, "task.options")
+    used: list[tuple[str, Any]] = [("task.type", task)]
     for name, spec in config.inputs.items():
         if spec.encoder is None:
             continue  # inferred from the data when it arrives
         entry = manager.get("encoder", spec.encoder, where=f"inputs.{name}.encoder")
         resolved[f"inputs.{name}"] = entry.validate_options(spec.options, f"inputs.{name}.options")
+        used.append((f"inputs.{name}.encoder", entry))
     fusion = manager.get("fusion", config.fusion.method, where="fusion.method")
     resolved["fusion"] = fusion.validate_options(config.fusion.options, "fusion.options")
+    used.append(("fusion.method", fusion))
     if config.data.source:
         source = manager.get("data_source", config.data.source, where="data.source")
         options = dict(config.data.options)
         if config.data.path:
             options.setdefault("path", config.data.path)
         resolved["data"] = source.validate_options(options, "data.options")
+        used.append(("data.source", source))
     if config.transfer is not None:
         if need_source and not config.transfer.from_:
             raise ConfigError(
@@ -430,8 +441,39 @@ def resolve(
             entry = manager.get("strategy", name, where=where)
             resolved[where] = entry.validate_options(options, where)
             entries.append(entry)
+            used.append((where, entry))
         _check_strategy_order(entries)
+    if load:  # names and options first: those errors need no plugin code
+        _load_all(used)
     return resolved
+
+
+def _load_all(used: list[tuple[str, Any]]) -> None:
+    """Import every component's factory and check its base class (imports torch)."""
+    from transfuse import bases
+
+    base = {
+        "encoder": bases.Encoder,
+        "fusion": bases.Fusion,
+        "strategy": bases.TransferStrategy,
+        "task": bases.Task,
+        "data_source": bases.DataSource,
+    }
+    for where, entry in used:
+        try:
+            factory = entry.load()
+        except TransfuseError as exc:
+            raise exc.within(where) from exc.__cause__
+        wanted = base.get(entry.kind)
+        if wanted is not None and not (isinstance(factory, type) and issubclass(factory, wanted)):
+            raise PluginError(
+                f"{entry.kind} {entry.name!r}: its factory {entry.factory!r} is "
+                f"{getattr(factory, '__name__', type(factory).__name__)}, not a subclass of "
+                f"transfuse.{wanted.__name__}",
+                where=f"{where} ({entry.distribution} {entry.version})",
+                fix="derive the class from the base class (see docs/plugins.md) or "
+                "report the bug to the plugin's authors",
+            )
 
 
 def _check_strategy_order(entries: list[Any]) -> None:

@@ -29,12 +29,16 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginManager",
     "PluginRecord",
+    "blame_plugin",
     "get_plugin_manager",
     "reset_plugin_manager",
 ]
 
 ENTRY_POINT_GROUP = "transfuse"
-Status = Literal["active", "disabled", "failed"]
+#: ``active``: every component usable; ``problem``: loaded, but some components cannot be
+#: used (a clash of names, a newer core needed; see ``problems``); ``failed``: the import
+#: or a hook raised (see ``error``); ``disabled``: blocked by ``TRANSFUSE_DISABLE_PLUGINS``.
+Status = Literal["active", "problem", "disabled", "failed"]
 
 # Hook name per component kind, and the namespace a short name is completed with.
 _HOOKS = {
@@ -63,8 +67,12 @@ class PluginRecord:
     #: What is wrong with some of its components (a clash of names, a newer core needed).
     problems: list[str] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, Any]:
-        """The record in the ``transfuse plugins --json`` format."""
+    #: The top-level package of the plugin's module (to tell whose code raised).
+    package: str | None = None
+
+    def as_json(self, *, options: bool = False) -> dict[str, Any]:
+        """The record in the ``transfuse plugins --json`` format; with ``options`` each
+        component carries its options' JSON Schema."""
         return {
             "name": self.name,
             "distribution": self.distribution,
@@ -72,9 +80,14 @@ class PluginRecord:
             "status": self.status,
             "error": self.error,
             "location": self.location,
-            "components": [c.summary() for c in self.components],
+            "components": [c.summary(schema=options) for c in self.components],
             "problems": list(self.problems),
         }
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong with it (a disabled plugin is the user's choice)."""
+        return self.status in {"active", "disabled"}
 
 
 def _env_list(name: str) -> set[str]:
@@ -140,8 +153,9 @@ class PluginManager:
                         fix="fix or uninstall it, or unset TRANSFUSE_STRICT_PLUGINS",
                     ) from exc
                 self._records[name] = PluginRecord(
-                    name, dist_name, version, "failed", message, location
-                )
+                    name, dist_name, version, "failed", message, location,
+                    package=ep.value.split(":")[0].split(".")[0],
+                )  # fmt: skip
                 continue
 
     def register(
@@ -168,9 +182,11 @@ class PluginManager:
                 fix="check the hook names and arguments against docs/hooks.md",
             ) from exc
         location = getattr(plugin, "__file__", None)
+        module_name = getattr(plugin, "__name__", None)
         self._records[name] = PluginRecord(
-            name, distribution or name, version, "active", None, location
-        )
+            name, distribution or name, version, "active", None, location,
+            package=module_name.split(".")[0] if isinstance(module_name, str) else None,
+        )  # fmt: skip
         self._components = None
 
     def unregister(self, name: str) -> None:
@@ -186,6 +202,8 @@ class PluginManager:
         gathered: list[tuple[PluginRecord, str, list[ComponentEntry]]] = []
         for rec in self._records.values():
             rec.components, rec.problems = [], []
+            if rec.status == "problem":
+                rec.status, rec.error = "active", None
         for kind, hook_name in _HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):  # registration order
@@ -217,6 +235,9 @@ class PluginManager:
             for entry in entries:
                 entry = entry.with_origin(record.distribution, record.version)
                 self._add(found, record, entry, core)
+        for rec in self._records.values():
+            if rec.status == "active" and rec.problems:
+                rec.status, rec.error = "problem", "; ".join(rec.problems)
         self._components = found
         return found
 
@@ -253,7 +274,7 @@ class PluginManager:
             record.components.append(entry)
             return
         if other is not None and "transfuse" in (other.distribution, entry.distribution):
-            # The core's own name stays the core's.
+            # The core's own name stays the core's: a plugin cannot knock a built-in out.
             core_entry, plugin = (
                 (other, entry) if other.distribution == "transfuse" else (entry, other)
             )
@@ -261,7 +282,11 @@ class PluginManager:
             for rec in self._records.values():
                 if rec.distribution == plugin.distribution:
                     rec.components = [c for c in rec.components if c is not plugin]
-                    rec.problems.append(f"{kind} {name!r} is the core's own; this one is ignored")
+                    rec.problems.append(
+                        f"{kind} {name!r} is the core's own (transfuse {core_entry.version}); "
+                        f"the one from {plugin.distribution} {plugin.version} is ignored: "
+                        "rename it (e.g. with your own namespace)"
+                    )
                 elif rec.distribution == "transfuse" and core_entry not in rec.components:
                     rec.components.append(core_entry)
             return
@@ -313,6 +338,19 @@ class PluginManager:
         label = kind.replace("_", " ")
         hint = f"did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else None
         available = ", ".join(sorted(table)) or "none installed"
+        failed = [r for r in self._records.values() if r.status == "failed"]
+        if failed and not close:
+            # Its components are unknown because it never ran: say so, not "install it".
+            broken = "; ".join(
+                f"plugin {r.name!r} ({r.distribution} {r.version or ''}) failed: {r.error}"
+                for r in failed
+            )
+            raise PluginError(
+                f"unknown {label} {name!r}, and {broken}",
+                where=where,
+                fix="fix that plugin (it may be the one that has it; `transfuse plugins "
+                "--check` shows every problem), or install the plugin that has it",
+            )
         raise UnknownComponentError(
             f"unknown {label} {name!r}" + (f"; {hint}" if hint else ""),
             where=where,
@@ -330,9 +368,43 @@ class PluginManager:
         return {name: e for name, e in table.items() if isinstance(e, CommandEntry)}
 
     def records(self) -> list[PluginRecord]:
-        """Every plugin seen: active, disabled and failed."""
+        """Every plugin seen: active, with problems, disabled and failed."""
         self._collect()
         return list(self._records.values())
+
+    def record_of(self, distribution: str) -> PluginRecord | None:
+        """The record of an installed distribution, if any (loaded or not)."""
+        self._collect()
+        return next((r for r in self._records.values() if r.distribution == distribution), None)
+
+    def blame(self, exc: BaseException) -> PluginError | None:
+        """A plugin error naming the plugin whose code raised ``exc`` (read from its
+        traceback: the innermost frame in a registered plugin's package), or None when
+        no plugin's code is in it. The core's own package is never blamed."""
+        import traceback
+
+        packages = {
+            r.package: r
+            for r in self._records.values()
+            if r.package and r.distribution != "transfuse" and r.package != "transfuse"
+        }
+        culprit: tuple[PluginRecord, traceback.FrameSummary] | None = None
+        for frame, _ in traceback.walk_tb(exc.__traceback__):
+            module = str(frame.f_globals.get("__name__", "")).split(".")[0]
+            if module in packages:
+                summary = traceback.FrameSummary(
+                    frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
+                )
+                culprit = (packages[module], summary)
+        if culprit is None:
+            return None
+        record, where = culprit
+        return PluginError(
+            f"plugin {record.distribution} {record.version or ''} raised "
+            f"{type(exc).__name__}: {exc} (in {where.name}, {where.filename}:{where.lineno})",
+            fix="this is a bug in the plugin: fix it or report it to its authors "
+            "(run with TRANSFUSE_TRACEBACK=1 for the whole traceback)",
+        )
 
     # -- the other hooks -----------------------------------------------------------
     def infer_modality(self, column: pd.Series) -> str | None:
@@ -400,6 +472,15 @@ def reset_plugin_manager(manager: PluginManager | None = None) -> None:
     """Replace (or drop) the process-wide manager; for tests and long-lived programs."""
     global _DEFAULT
     _DEFAULT = manager
+
+
+def blame_plugin(exc: BaseException) -> PluginError | None:
+    """For the CLI: the :class:`PluginError` naming the plugin whose code raised ``exc``
+    (see :meth:`PluginManager.blame`), or None (a bug in transfuse keeps its traceback,
+    as does any error under ``TRANSFUSE_TRACEBACK=1``)."""
+    if _DEFAULT is None or os.environ.get("TRANSFUSE_TRACEBACK", "") not in {"", "0"}:
+        return None
+    return _DEFAULT.blame(exc)
 
 
 def make_module(name: str, **hooks: Any) -> types.ModuleType:

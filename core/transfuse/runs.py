@@ -201,12 +201,20 @@ def check_compatible(files: RunFiles, manager: PluginManager) -> list[str]:
         try:
             entry = manager.get(kind, name, where=key)
         except TransfuseError as exc:
+            installed = manager.record_of(str(was.get("distribution"))) if was else None
+            if installed is not None and installed.status in {"failed", "problem"}:
+                fix = (
+                    f"{installed.distribution} {installed.version} is installed but "
+                    f"{installed.status}: fix it (`transfuse plugins --check` says what is wrong)"
+                )
+            elif was:
+                fix = f"install {was.get('distribution')}=={was.get('version')}"
+            else:
+                fix = "install the plugin that provides it"
             raise CheckpointError(
                 f"the run needs {kind} {name!r}{origin}, which cannot be used here: {exc.what}",
                 where=f"{files.path / 'config.yaml'} {key}",
-                fix=f"install {was.get('distribution')}=={was.get('version')}"
-                if was
-                else "install the plugin that provides it",
+                fix=fix,
             ) from None
         if was and (was.get("distribution"), was.get("version")) != (
             entry.distribution,

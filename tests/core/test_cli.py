@@ -37,9 +37,12 @@ def test_plugins_json_lists_the_core_as_active(capsys):
     records = json.loads(capsys.readouterr().out)
     core = next(r for r in records if r["distribution"] == "transfuse")
     assert core["status"] == "active"
-    assert {"name": "fusion.attention", "kind": "fusion", "modality": None} in core["components"]
+    attention = next(c for c in core["components"] if c["name"] == "fusion.attention")
+    assert attention["kind"] == "fusion" and attention["modality"] is None
+    assert attention["options"]["properties"]["heads"]["minimum"] == 1  # its options schema
     for record in records:
-        assert set(record) >= {"distribution", "version", "status", "error", "components"}
+        assert set(record) >= {"name", "distribution", "version", "status", "error", "location"}
+        assert set(record) >= {"components", "problems"}
 
 
 def test_a_broken_plugin_is_listed_as_failed_and_the_command_still_succeeds(fake_dists):
