@@ -23,6 +23,15 @@ per-row work (hashing, dedupe, cache writes and reads, batching, training) to me
     python bench/scale.py                        # 10k, 100k, 1M rows; 3-4 min on 2 cores
     python bench/scale.py --sizes 10000 100000
     python bench/scale.py --device cuda --precision bf16
+
+``--predict 1000000 10000000`` measures streaming batch scoring instead: one run trained on
+20,000 rows, then a generated parquet file per size (written in chunks, with an ``id``
+column) scored by :func:`transfuse.scoring.predict_file` (what ``transfuse predict``
+runs) in a child process per size: rows per second and peak memory (RSS and anonymous
+heap), which should stay flat as the file grows tenfold.
+
+    python bench/scale.py --predict 1000000 10000000     # about 10 min on 2 cores
+    python bench/scale.py --predict 20000 --encoder minilm
 """
 
 from __future__ import annotations
@@ -310,6 +319,139 @@ def one_size(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- streaming batch scoring ----------------------------------------------------------------
+
+
+def write_parquet(path: Path, n: int, seed: int, chunk: int = 200_000) -> int:
+    """``n`` generated rows (no label, an ``id``) written ``chunk`` rows at a time, so a
+    10M-row file never sits in memory; returns the file's size in bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        part = generate(m, seed=seed * 100_003 + start, chunk=m).drop(columns=["bad"])
+        part.insert(0, "id", np.arange(start, start + m, dtype=np.int64))
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    return path.stat().st_size
+
+
+def score_file(args: argparse.Namespace) -> dict[str, Any]:
+    """Score ``args.data`` with the run in ``args.run`` (in a child process)."""
+    import torch
+
+    import transfuse
+    from transfuse.scoring import predict_file
+
+    torch.set_num_threads(args.threads)
+    register_encoder()
+    pipeline = transfuse.load(args.run, device=args.device)
+    out = Path(args.data).with_name(Path(args.data).stem + "-scores.parquet")
+    base_anon, base_rss = PeakAnon.now(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with PeakAnon() as anon:
+        started, cpu = time.perf_counter(), time.process_time()
+        summary = predict_file(pipeline, args.data, out, keep=["id"], chunk_rows=args.chunk_rows)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    import pyarrow.parquet as pq
+
+    written = pq.ParquetFile(out).metadata.num_rows
+    out.unlink()
+    return {
+        "rows": summary.rows,
+        "written": written,
+        "chunks": summary.chunks,
+        "seconds": seconds,
+        "cpu": cpu,
+        "base_anon": base_anon,
+        "peak_anon": anon.peak,
+        "base_rss": base_rss * 1024,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def predict_mode(args: argparse.Namespace) -> None:
+    """Train one run, generate a parquet file per size and score each in a child."""
+    from perfkit import machine
+
+    from transfuse import Pipeline
+
+    print(f"machine: {machine()}")
+    work = Path(tempfile.mkdtemp(prefix="transfuse-scale-predict-"))
+    register_encoder()
+    os.environ["TRANSFUSE_CACHE"] = str(work / "cache")
+    train_args = argparse.Namespace(**{**vars(args), "epochs": 2})
+    pipeline = Pipeline.from_config(config(train_args)).fit(generate(20_000, seed=0))
+    pipeline.save(work / "run")
+    results = []
+    for size in args.predict:
+        data = work / f"rows-{size}.parquet"
+        started = time.perf_counter()
+        file_bytes = write_parquet(data, size, seed=1)
+        made = time.perf_counter() - started
+        cmd = [sys.executable, __file__, "--score", str(data), "--run", str(work / "run")]
+        cmd += ["--device", args.device, "--precision", args.precision, "--encoder", args.encoder]
+        cmd += ["--threads", str(args.threads), "--chunk-rows", str(args.chunk_rows)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        data.unlink()
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+            raise SystemExit(f"scoring {size} rows failed (exit {done.returncode})")
+        r = json.loads(lines[-1].removeprefix("RESULT "))
+        r["file_bytes"], r["generate_s"] = file_bytes, made
+        results.append(r)
+        print(
+            f"  {size:,} rows ({mb(file_bytes)} MB parquet, made in {made:.0f} s): scored in "
+            f"{r['seconds']:.0f} s, peak RSS {mb(r['peak_rss'])} MB, load "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    base = results[0]
+    rows = []
+    for r in results:
+        assert r["written"] == r["rows"]
+        rate = r["rows"] / r["seconds"]
+        rss = r["peak_rss"] - r["base_rss"]
+        rows.append(
+            [
+                f"{r['rows']:,}",
+                mb(r["file_bytes"]),
+                f"{r['chunks']:,}",
+                f"{rate:,.0f} ({rate / (base['rows'] / base['seconds']):.2f})",
+                f"{r['rows'] / r['cpu']:,.0f}",
+                mb(r["base_rss"]),
+                f"{mb(r['peak_rss'])} ({r['peak_rss'] / base['peak_rss']:.2f})",
+                f"{mb(rss)}",
+                f"{mb(r['peak_anon'] - r['base_anon'])}",
+            ]
+        )
+    header = [
+        "rows scored",
+        "parquet MB",
+        "chunks",
+        "rows/s wall (x smallest)",
+        "rows per CPU s",
+        "RSS after load MB",
+        "peak RSS MB (x smallest)",
+        "peak RSS added by scoring MB",
+        "peak heap added MB",
+    ]
+    print_table(
+        f"Streaming batch scoring (transfuse predict's path): {args.encoder} text encoder "
+        f"(frozen) + tabular.mlp, concat fusion, parquet in -> parquet out, "
+        f"{args.chunk_rows:,}-row chunks, {args.threads} torch thread(s)",
+        header,
+        rows,
+    )
+
+
 # -- the cache lookup alone -----------------------------------------------------------------
 
 
@@ -376,9 +518,22 @@ def main() -> None:
     parser.add_argument("--encoder", choices=["hashed", "minilm"], default="hashed")
     parser.set_defaults(threads=1)  # one torch thread: CPU seconds measure the work
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)  # one size, in a child
+    parser.add_argument(
+        "--predict", type=int, nargs="+", help="measure streaming batch scoring at these sizes"
+    )
+    parser.add_argument("--chunk-rows", type=int, default=65_536, help="rows scored at a time")
+    parser.add_argument("--score", help=argparse.SUPPRESS)  # a parquet file, in a child
+    parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rows is not None:
         print("RESULT " + json.dumps(one_size(args)))
+        return
+    if args.score is not None:
+        args.data = args.score
+        print("RESULT " + json.dumps(score_file(args)))
+        return
+    if args.predict:
+        predict_mode(args)
         return
     from perfkit import machine
 

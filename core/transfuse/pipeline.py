@@ -62,6 +62,8 @@ class Pipeline:
         self.shift = ""  # markdown: source -> target domain shift, set by transfer()
         #: What the encoders noted about the last predicted rows (see data_report).
         self.predict_report: dict[str, dict[str, Any]] = {}
+        #: Names the last fit in the ``fit_start`` and ``run_saved`` events (None: not fitted).
+        self.fit_id: str | None = None
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -136,6 +138,14 @@ class Pipeline:
             check_columns(test, self.config)
         self.device = device = self._make_device()
         self.config = config = infer_encoders(self.config, frame, self.manager)
+        import uuid
+
+        self.fit_id = uuid.uuid4().hex  # pairs this fit's events with its run_saved
+        if device.is_main:
+            self.manager.emit(
+                "fit_start",
+                {"fit": self.fit_id, "name": config.name, "config": config.to_dict()},
+            )
         task = build_task(config, self.manager, device)
         target = config.task.target
         classify = self.manager.get("task", config.task.type).name != "regression"
@@ -437,10 +447,15 @@ class Pipeline:
     # -- saving ----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write the run directory (atomically); returns its path."""
+        from transfuse.distributed import is_main_process
         from transfuse.runs import write_run
 
         self._require_fitted()
-        return write_run(Path(directory), self._write)
+        path = write_run(Path(directory), self._write)
+        if is_main_process():  # trackers log the saved files (report.md, plots)
+            payload = {"fit": self.fit_id, "name": self.config.name, "path": str(path)}
+            self.manager.emit("run_saved", payload)
+        return path
 
     def _write(self, out: Path) -> None:
         from transfuse.checkpoint import save_tensors, state_tensors

@@ -37,6 +37,7 @@ __all__ = [
     "iter_chunks",
     "predict_file",
     "read_columns",
+    "score_rows",
 ]
 
 #: Rows scored at a time by default: large enough to keep the model busy, small enough
@@ -288,9 +289,26 @@ def merge_reports(
     }
 
 
-def _uncached(pipeline: Pipeline) -> list[Any]:
-    """The pipeline's input plans with frozen inputs computed, not cached."""
-    return [replace(plan, embedder=None) for plan in pipeline.plans]
+def score_rows(
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    *,
+    keep: Sequence[str] = (),
+    how: str = "--data {name}=PATH",
+) -> pd.DataFrame:
+    """One chunk as ``transfuse predict`` writes it: the ``keep`` columns, then the score
+    columns (:meth:`Pipeline.predict <transfuse.pipeline.Pipeline.predict>`), on a fresh
+    index. Frozen inputs are computed, not cached (a chunk is scored once)."""
+    plans = pipeline.plans
+    pipeline.plans = [replace(plan, embedder=None) for plan in plans]
+    try:
+        scores = pipeline.predict(frame, tables, how=how)
+    finally:
+        pipeline.plans = plans
+    keep = list(keep)
+    result = frame[keep].join(scores) if keep else scores
+    return result.reset_index(drop=True)
 
 
 def predict_file(
@@ -340,18 +358,14 @@ def predict_file(
     if tables is None and needed <= set(header):  # read only what scoring and --keep use
         columns = [c for c in header if c in needed or c in chosen]
     writer = RowWriter(out)
-    plans = pipeline.plans
     report: dict[str, dict[str, Any]] = {}
-    score_columns: list[str] = []
+    result = pd.DataFrame()
     chunks = 0
-    pipeline.plans = _uncached(pipeline)
     try:
         for chunk in iter_chunks(path, chunk_rows, columns):
-            scores = pipeline.predict(chunk, tables, how=how)
+            result = score_rows(pipeline, chunk, tables, keep=chosen, how=how)
             report = merge_reports(report, pipeline.predict_report)
-            score_columns = [str(c) for c in scores.columns]
-            result = chunk[chosen].join(scores) if chosen else scores
-            writer.write(result.reset_index(drop=True))
+            writer.write(result)
             chunks += 1
             if on_chunk is not None:
                 on_chunk(len(result))
@@ -363,7 +377,6 @@ def predict_file(
     except BaseException:
         writer.abort()
         raise
-    finally:
-        pipeline.plans = plans
     pipeline.predict_report = report
-    return PredictSummary(written, writer.rows, [*chosen, *score_columns], chunks, report)
+    columns_out = [str(c) for c in result.columns]
+    return PredictSummary(written, writer.rows, columns_out, chunks, report)

@@ -105,8 +105,23 @@ def test_events_are_emitted_in_order(kit_manager, register_plugin, tmp_path):
         kit.frame(100), checkpoint_dir=tmp_path / "ck"
     )
     names = [e for e, _ in events.seen]
-    assert names == ["run_start", "epoch_end", "checkpoint", "epoch_end", "checkpoint", "run_end"]
-    assert "roc_auc" in events.seen[1][1]["metrics"]
+    assert names == [
+        "fit_start", "run_start", "epoch_end", "checkpoint", "epoch_end", "checkpoint", "run_end"
+    ]  # fmt: skip
+    assert "roc_auc" in events.seen[2][1]["metrics"]
+    assert events.seen[0][1]["config"]["train"]["epochs"] == 2
+
+
+def test_saving_a_run_emits_run_saved_naming_the_fit_and_the_folder(
+    kit_manager, register_plugin, tmp_path
+):
+    events = register_plugin(Events(), name="events")
+    pipeline = Pipeline.from_config(kit.config(train={"epochs": 1}), manager=kit_manager)
+    path = pipeline.fit(kit.frame(100)).save(tmp_path / "run")
+    (start, started), (end, saved) = events.seen[0], events.seen[-1]
+    assert (start, end) == ("fit_start", "run_saved")
+    assert saved == {"fit": started["fit"], "name": "kit", "path": str(path)}
+    assert (path / "report.md").is_file()  # written before trackers are told
 
 
 def test_checkpoint_is_safetensors_and_json_only(kit_manager, tmp_path):
