@@ -15,9 +15,17 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    create_model,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +42,19 @@ __all__ = [
     "to_frame",
 ]
 
-Scalar = bool | int | float | str | None
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ValueError("give a number, a string, true/false or null")
+
+
+#: A JSON scalar, with one error (not one per member of the union) when it is not one.
+Scalar = Annotated[
+    bool | int | float | str | None,
+    PlainValidator(_scalar),
+    WithJsonSchema({"type": ["number", "string", "boolean", "null"]}),
+]
 Event = dict[str, bool | int | float | str | None]
 #: Modalities whose values arrive in the JSON itself; every other one is file-valued.
 VALUE_TYPES: dict[str, Any] = {
@@ -196,7 +216,11 @@ def to_frame(
                     try:
                         value = files.read(value)
                     except ValueError as exc:
-                        loc = ["body", i, column.name] if many else ["body", column.name]
+                        loc = (
+                            ["body", "rows", i, column.name]
+                            if many
+                            else ["body", "row", column.name]
+                        )
                         errors.append({"loc": loc, "msg": str(exc), "type": "file_refused"})
                         value = None
                 elif value == "":

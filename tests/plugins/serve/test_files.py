@@ -148,7 +148,7 @@ def test_a_path_outside_the_root_gets_422_naming_the_field(image_client, image_r
     answer = image_client.post("/predict", json=rows)
     assert answer.status_code == 422, answer.text
     (error,) = answer.json()["detail"]
-    assert error["loc"] == ["body", 1, "scan"]
+    assert error["loc"] == ["body", "rows", 1, "scan"]
     assert "not for clients" not in answer.text
     assert image_client.get("/health").status_code == 200
 
