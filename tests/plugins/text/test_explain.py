@@ -1,0 +1,69 @@
+"""Explaining a text input word by word (occlusion) for every text encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import transfuse_text
+from transfuse.testing import check_explanation, cpu_device
+from transfuse_text.bow import BagOfWordsEncoder
+from transfuse_text.explain import words
+from transfuse_text.tfidf import TfidfEncoder
+
+TEXTS = pd.Series(["Self employed", "nurse at the city hospital", None, "owner, owner of a cafe"])
+
+
+def test_words_are_distinct_and_in_order() -> None:
+    assert words("Owner, owner of a Cafe") == ["Owner", "of", "a", "Cafe"]
+    assert words("a b c", limit=2) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("factory", "options"),
+    [
+        (BagOfWordsEncoder, transfuse_text.BagOfWordsOptions(buckets=256)),
+        (TfidfEncoder, transfuse_text.TfidfOptions(char_ngrams=3, min_df=1)),
+    ],
+)
+def test_bags_obey_the_contract(factory, options) -> None:
+    encoder = factory(options, cpu_device())
+    encoder.fit(TEXTS)
+    parts = check_explanation(encoder, TEXTS)
+    assert parts.labels == [["Self", "employed"], ["nurse", "at", "the", "city", "hospital"], [],
+                            ["owner", "of", "a", "cafe"]]  # fmt: skip
+    assert not parts.complete and parts.method.startswith("word occlusion")
+
+
+def test_a_frozen_sentence_transformer_is_explained_by_words(minilm) -> None:
+    parts = check_explanation(minilm, TEXTS.iloc[:2])
+    assert parts.labels[0] == ["Self", "employed"]
+    assert all(np.abs(s).sum() > 0 for s in parts.scores)
+
+
+def test_the_word_the_label_depends_on_ranks_first() -> None:
+    rng = np.random.default_rng(0)
+    vocabulary = ["paid", "loan", "card", "home", "car", "rent", "job", "bank"]
+    flag = rng.random(200) < 0.5
+    texts = pd.Series(
+        [" ".join([*rng.choice(vocabulary, 4, replace=False), *(["default"] if f else [])])
+         for f in flag]
+    )  # fmt: skip
+    options = transfuse_text.TfidfOptions(char_ngrams=0, dim=8, min_df=1)
+    encoder = TfidfEncoder(options, cpu_device())
+    encoder.fit(texts)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=0.05)
+    batch, y = encoder.prepare(texts), torch.tensor(flag, dtype=torch.float32)
+    for _ in range(60):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(encoder(batch))[:, 0], y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    encoder.eval()
+    parts = encoder.attribute(texts, lambda e, rows: head(e)[:, 0])
+    first = [labels[int(np.argmax(s))] for labels, s in zip(parts.labels, parts.scores)]
+    assert np.mean([f == "default" for f, has in zip(first, flag) if has]) >= 0.9
