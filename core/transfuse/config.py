@@ -36,6 +36,8 @@ __all__ = [
     "InputConfig",
     "JoinConfig",
     "PipelineConfig",
+    "ReportConfig",
+    "ScorecardConfig",
     "TaskConfig",
     "TrainConfig",
     "TransferConfig",
@@ -163,6 +165,12 @@ class TrainConfig(_Strict):
     compile: bool = False
     num_workers: int = Field(default=0, ge=0, le=64)  # 1000 workers hang a small machine
     progress: bool = True
+    calibrate: Literal["platt", "isotonic", "none"] = Field(
+        default="platt",
+        description="Calibrate a binary model's probabilities on the validation rows after "
+        "training: platt (monotone, two numbers), isotonic (a step function; needs more "
+        "rows) or none. Stored in the run as calibration.json.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -239,13 +247,29 @@ class ReportConfig(_Strict):
         default=None,
         gt=0,
         lt=1,
-        description="The bad rate among approved rows that sets the cut-off; unset: the "
-        "cut-off that approves as many rows as the training rows' share of goods.",
+        description="The bad rate among approved rows (scores at or under the cut-off) that "
+        "sets the cut-off: the highest cut-off whose validation bad rate meets it; unset: "
+        "the cut-off that approves as many validation rows as they hold goods.",
     )
     groups: list[str] = Field(
         default_factory=list,
         description="Columns whose groups are compared for fairness (need not be inputs).",
     )
+    bootstrap_rounds: int = Field(
+        default=1000,
+        ge=0,
+        le=100_000,
+        description="Bootstrap rounds of the 95% intervals on the test metrics (0: none).",
+    )
+
+
+class ScorecardConfig(_Strict):
+    """Scorecard scaling: points = offset + factor * ln(odds of good), where
+    factor = pdo / ln 2 and offset = base_score - factor * ln(base_odds)."""
+
+    base_score: float = Field(default=600.0, description="Points at the base odds.")
+    base_odds: float = Field(default=50.0, gt=0, description="Odds of good (good:bad) there.")
+    pdo: float = Field(default=20.0, gt=0, description="Points that double the odds of good.")
 
 
 class PipelineConfig(_Strict):
@@ -260,6 +284,9 @@ class PipelineConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     transfer: TransferConfig | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
+    scorecard: ScorecardConfig | None = Field(
+        default=None, description="Scale a binary model's probability to scorecard points."
+    )
 
     @field_validator("inputs")
     @classmethod

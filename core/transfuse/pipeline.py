@@ -23,10 +23,12 @@ from transfuse.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from transfuse.bases import Encoder, Task, TransferReport, TransferStrategy
+    from transfuse.calibration import Calibration
     from transfuse.data import FrameBatches, InputPlan, Splits
     from transfuse.device import DeviceManager
     from transfuse.model import FusionModel
     from transfuse.plugins import PluginManager
+    from transfuse.risk import RiskData
     from transfuse.train import TrainResult
 
 __all__ = ["Pipeline", "load"]
@@ -65,6 +67,9 @@ class Pipeline:
         #: Names the last fit in the ``fit_start`` and ``run_saved`` events (None: not fitted).
         self.fit_id: str | None = None
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
+        #: A binary run's calibrator (fitted on the validation rows; ``calibration.json``).
+        self.calibration: Calibration | None = None
+        self._risk: RiskData | None = None  # the report's risk sections (transfuse.risk)
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -151,6 +156,12 @@ class Pipeline:
         classify = self.manager.get("task", config.task.type).name != "regression"
         splits = split_frame(frame, config, test=test, classify=classify)
         task.fit(splits.train[target])
+        if config.scorecard is not None and not _binary(task):
+            raise ConfigError(
+                f"scorecard points need a binary task, not {config.task.type!r}",
+                where="scorecard",
+                fix="remove the scorecard section, or use task type 'binary'",
+            )
         self.task, self.splits = task, splits
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
         encoders = self._fit_encoders(splits, ckpt, resume)
@@ -261,30 +272,35 @@ class Pipeline:
         return {"sha256": digest.hexdigest(), "rows": splits.sizes()}
 
     def _evaluate_splits(self, val_data: FrameBatches, metric: str) -> None:
+        """Calibrate on the validation rows, then measure both splits with calibrated
+        scores (test metrics with bootstrap intervals) and keep what the report draws."""
         from transfuse.report import modality_importance
-        from transfuse.train import evaluate, predict_logits
+        from transfuse.train import predict_logits
 
         assert self.model is not None and self.task is not None and self.device is not None
         assert self.splits is not None and self.result is not None
-        metrics: dict[str, Any] = {
-            "validation": evaluate(self.model, val_data, self.task, self.device)
-        }
-        curve_frame, curve_split = self.splits.validation, "validation"
-        curve_data = val_data
+        val_logits = predict_logits(self.model, val_data, self.device)
+        val_labels = val_data.labels()
+        self.calibration = self._fit_calibration(val_labels, val_logits)
+        metrics: dict[str, Any] = {"validation": self._metrics(val_labels, val_logits)}
+        curve = (self.splits.validation, "validation", val_labels, val_logits)
         test = self.splits.test
         if test is not None and len(test):
             test_data = self.frame_batches(test, labelled=True)
-            metrics["test"] = evaluate(self.model, test_data, self.task, self.device)
-            curve_frame, curve_split, curve_data = test, "test", test_data
-        logits = predict_logits(self.model, curve_data, self.device)
-        import torch
-
-        scores = self.task.scores(torch.from_numpy(logits))
+            test_logits = predict_logits(self.model, test_data, self.device)
+            test_labels = test_data.labels()
+            metrics["test"] = self._metrics(test_labels, test_logits)
+            curve = (test, "test", test_labels, test_logits)
+        curve_frame, curve_split, curve_labels, curve_logits = curve
+        scores = self._scores(curve_logits)
         labels = curve_frame[self.config.task.target]
         truth = (
             labels.to_numpy() if not _classifies(self.task) else self.task.encode(labels).numpy()
         )
         self._curve = (curve_split, truth, scores)
+        self._risk = self._risk_data(
+            metrics, (curve_split, curve_labels, curve_logits), (val_labels, val_logits)
+        )
         self.importance = modality_importance(self.model, val_data, self.task, self.device, metric)
         self.metrics = {
             "metric": metric,
@@ -297,6 +313,99 @@ class Pipeline:
             "importance": self.importance,
             "history": self.result.history,
         }
+
+    def _fit_calibration(self, labels: pd.Series, logits: np.ndarray) -> Calibration | None:
+        """``train.calibrate`` fitted on the validation rows (binary tasks only)."""
+        from transfuse.calibration import fit_calibration
+
+        assert self.task is not None
+        if not _binary(self.task):
+            return None
+        raw = self._scores(logits, raw=True)[:, 0]
+        return fit_calibration(self.config.train.calibrate, self.task.encode(labels).numpy(), raw)
+
+    def _scores(self, logits: np.ndarray, *, raw: bool = False) -> np.ndarray:
+        """The task's scores for ``logits``, calibrated unless ``raw``."""
+        import torch
+
+        assert self.task is not None
+        scores = np.asarray(self.task.scores(torch.from_numpy(logits)))
+        if raw or self.calibration is None or scores.shape[1] != 1:
+            return scores
+        return self.calibration.apply(scores)
+
+    def _metrics(self, labels: pd.Series, logits: np.ndarray) -> dict[str, float]:
+        """The task's metrics on calibrated scores, and the training loss (on the logits)."""
+        import torch
+
+        assert self.task is not None
+        metrics = dict(self.task.metrics(labels, self._scores(logits)))
+        with torch.no_grad():
+            metrics["loss"] = float(
+                self.task.loss(torch.from_numpy(logits), self.task.encode(labels))
+            )
+        return metrics
+
+    def _risk_data(
+        self,
+        metrics: dict[str, Any],
+        rows: tuple[str, pd.Series, np.ndarray],
+        validation: tuple[pd.Series, np.ndarray],
+    ) -> RiskData:
+        """Intervals on the test metrics (into ``metrics``), the cut-off chosen on the
+        validation rows, and what the report's risk sections draw (transfuse.risk)."""
+        from transfuse.risk import RiskData
+        from transfuse.scorecard import choose_cutoff, cutoff_table
+        from transfuse.uncertainty import metric_intervals
+
+        assert self.task is not None
+        split, labels, logits = rows
+        report = self.config.report
+        risk = RiskData(split=split, rounds=report.bootstrap_rounds)
+        if "test" in metrics:
+            found = metric_intervals(
+                self.task,
+                labels,
+                self._scores(logits),
+                logits,
+                metrics["test"],
+                rounds=report.bootstrap_rounds,
+                seed=self.config.train.seed,
+            )
+            risk.intervals = {k: v.to_dict() for k, v in found.items()}
+            if risk.intervals:
+                metrics["intervals"] = {"test": risk.intervals}
+        if not _binary(self.task) or not len(labels):
+            return risk
+        val_y = self.task.encode(validation[0]).numpy()
+        val_p = self._scores(validation[1])[:, 0]
+        target = report.target_bad_rate
+        cutoff = choose_cutoff(val_y, val_p, target)
+        rule = (
+            f"the highest cut-off whose bad rate among approved rows is at most {target:g}"
+            if target is not None
+            else "no `report.target_bad_rate`: approve as many rows as the validation rows "
+            "hold goods"
+        )
+        y = self.task.encode(labels).numpy()
+        p = self._scores(logits)[:, 0]
+        (row,) = cutoff_table(y, p, [("chosen", cutoff)])
+        metrics["cutoff"] = {
+            "value": cutoff,
+            "target_bad_rate": target,
+            "chosen_on": "validation",
+            split: {
+                "approval_rate": row.approval_rate,
+                "bad_rate": row.bad_rate,
+                "bads_caught": row.bads_caught,
+            },
+        }
+        risk.binary = True
+        risk.y, risk.p, risk.raw = y, p, self._scores(logits, raw=True)[:, 0]
+        risk.calibration, risk.cutoff, risk.cutoff_rule = self.calibration, cutoff, rule
+        risk.scorecard = self.config.scorecard
+        risk.bad = str(getattr(self.task, "positive", "1"))
+        return risk
 
     # -- inference -------------------------------------------------------------------
     def _require_fitted(self) -> None:
@@ -362,10 +471,10 @@ class Pipeline:
         tables: Mapping[str, pd.DataFrame] | None = None,
         *,
         how: str = "tables={{{name!r}: frame}}",
+        raw: bool = False,
     ) -> np.ndarray:
-        """Scores ``[N, K]`` in the task's score columns' order (``tables``: see :meth:`join`)."""
-        import torch
-
+        """Scores ``[N, K]`` in the task's score columns' order (``tables``: see :meth:`join`);
+        a binary run's are calibrated (``calibration.json``) unless ``raw``."""
         from transfuse.data import check_columns
         from transfuse.train import predict_logits
 
@@ -375,7 +484,7 @@ class Pipeline:
         check_columns(df, self.config, target=False)
         logits = predict_logits(self.model, self.frame_batches(df), self.device)
         self.predict_report = self.data_report(df)
-        return np.asarray(self.task.scores(torch.from_numpy(logits)))
+        return self._scores(logits, raw=raw)
 
     def score_columns(self) -> list[str]:
         """The columns :meth:`predict` returns (one per class for a classifier)."""
@@ -395,12 +504,18 @@ class Pipeline:
         how: str = "tables={{{name!r}: frame}}",
     ) -> pd.DataFrame:
         """A score column per class (or a ``prediction`` column), index aligned with ``df``;
-        ``tables`` gives the joined tables by name (see :meth:`join`)."""
+        ``tables`` gives the joined tables by name (see :meth:`join`). With a
+        ``scorecard`` section a ``points`` column follows (transfuse.scorecard)."""
         scores = self.predict_scores(df, tables, how=how)
         columns = self.score_columns()
         if scores.shape[1] == 1 and len(columns) == 2:  # binary: add the negative class
             scores = np.concatenate([1.0 - scores, scores], axis=1)
-        return pd.DataFrame(scores, index=df.index, columns=columns)
+        out = pd.DataFrame(scores, index=df.index, columns=columns)
+        if self.config.scorecard is not None and scores.shape[1] == 2:
+            from transfuse.scorecard import points
+
+            out["points"] = points(scores[:, 1], self.config.scorecard)
+        return out
 
     def explain(
         self,
@@ -425,9 +540,10 @@ class Pipeline:
         *,
         how: str = "tables={{{name!r}: frame}}",
     ) -> dict[str, float]:
-        """The task's metrics (and loss) on labelled rows of ``df`` (``tables``: :meth:`join`)."""
+        """The task's metrics (and loss) on labelled rows of ``df`` (``tables``: :meth:`join`),
+        from calibrated scores as in ``metrics.json``."""
         from transfuse.data import check_columns
-        from transfuse.train import evaluate
+        from transfuse.train import predict_logits
 
         self._require_fitted()
         assert self.task is not None and self.model is not None and self.device is not None
@@ -440,9 +556,8 @@ class Pipeline:
                 where=f"column {self.config.task.target!r}",
                 fix="evaluate on labelled rows",
             )
-        return evaluate(
-            self.model, self.frame_batches(labelled, labelled=True), self.task, self.device
-        )
+        data = self.frame_batches(labelled, labelled=True)
+        return self._metrics(data.labels(), predict_logits(self.model, data, self.device))
 
     # -- saving ----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -484,6 +599,10 @@ class Pipeline:
         write_json(out / "environment.json", env)
         if self.transfer_reports:
             write_json(out / "transfer.json", [r.to_dict() for r in self.transfer_reports])
+        if self.calibration is not None:
+            from transfuse.calibration import save_calibration
+
+            save_calibration(out, self.calibration)
         if self.metrics:
             write_report(out, self._report_data(env))
 
@@ -521,6 +640,7 @@ class Pipeline:
             comparison=self.comparison,
             shift=self.shift,
             data_notes=self.metrics.get("log", {}).get("data", {}),
+            risk=self._risk,
         )
 
 
@@ -528,10 +648,17 @@ def _classifies(task: Task) -> bool:
     return getattr(task, "classes", None) is not None
 
 
+def _binary(task: Task) -> bool:
+    """Two classes scored by one probability (what calibration and scorecards need)."""
+    classes = getattr(task, "classes", None)
+    return classes is not None and len(classes) == 2 and task.num_outputs == 1
+
+
 def load(
     directory: str | Path, *, device: str | None = None, manager: PluginManager | None = None
 ) -> Pipeline:
     """Restore a saved run: the same predictions as the pipeline that wrote it."""
+    from transfuse.calibration import load_calibration
     from transfuse.model import FusionModel, build_encoder, build_fusion, build_task
     from transfuse.runs import check_compatible, load_state_into, read_run
 
@@ -556,4 +683,5 @@ def load(
     pipeline.metrics = files.metrics
     pipeline.importance = dict(files.metrics.get("importance", {}))
     pipeline.plans = pipeline._plans(model)
+    pipeline.calibration = load_calibration(files.path)  # None: a run from before calibration
     return pipeline

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from transfuse.data import FrameBatches
     from transfuse.device import DeviceManager
     from transfuse.model import FusionModel
+    from transfuse.risk import RiskData
 
 __all__ = ["ReportData", "modality_importance", "write_report"]
 
@@ -76,11 +77,15 @@ class ReportData:
     shift: str = ""  # the transfer's domain-shift section (transfuse.shift)
     #: split -> input -> what its encoder noted (skipped files, unknown categories, ...)
     data_notes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: Intervals, calibration, cut-offs and score bands (transfuse.risk), else None.
+    risk: RiskData | None = None
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
     """Write ``report.md`` and its plots into ``directory``; returns the files written."""
     import matplotlib
+
+    from transfuse.risk import write_risk
 
     matplotlib.use("Agg", force=False)
     files = ["report.md"]
@@ -95,7 +100,10 @@ def write_report(directory: Path, data: ReportData) -> list[str]:
     if data.importance:
         plots["modalities.png"] = _modalities(directory / "modalities.png", data)
     files += list(plots)
-    (directory / "report.md").write_text(_markdown(data, plots), "utf-8")
+    risk = write_risk(directory, data.risk) if data.risk is not None else None
+    files += risk.files if risk else []
+    text = _markdown(data, plots, risk.lines if risk else ())
+    (directory / "report.md").write_text(text, "utf-8")
     return files
 
 
@@ -233,7 +241,7 @@ def _notes(notes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     return [*lines, ""]
 
 
-def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
+def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = ()) -> str:
     lines = [
         f"# {data.name}",
         "",
@@ -262,6 +270,7 @@ def _markdown(data: ReportData, plots: Mapping[str, str]) -> str:
                 f"| {name} | " + " | ".join(_fmt(data.metrics[s].get(name)) for s in splits) + " |"
             )
         lines.append("")
+    lines += risk  # intervals, calibration, cut-offs, score bands (transfuse.risk)
     lines += [
         "## Inputs",
         "",
