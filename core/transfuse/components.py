@@ -205,7 +205,7 @@ class ComponentEntry:
             raise PluginError(
                 f"cannot import {self.factory!r} for {self.kind} {self.name!r}: "
                 f"{type(exc).__name__}: {exc}",
-                where=self.distribution or "plugin",
+                where=" ".join(filter(None, [self.distribution, self.version])) or "plugin",
                 fix="reinstall the plugin or report the bug to its authors",
             ) from exc
         return obj

@@ -339,14 +339,14 @@ class PluginManager:
         hint = f"did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else None
         available = ", ".join(sorted(table)) or "none installed"
         failed = [r for r in self._records.values() if r.status == "failed"]
-        if failed and not close:
-            # Its components are unknown because it never ran: say so, not "install it".
+        if failed:
+            # Its components are unknown because it never ran: say so, not only "install it".
             broken = "; ".join(
                 f"plugin {r.name!r} ({r.distribution} {r.version or ''}) failed: {r.error}"
                 for r in failed
             )
             raise PluginError(
-                f"unknown {label} {name!r}, and {broken}",
+                f"unknown {label} {name!r}" + (f" ({hint})" if hint else "") + f", and {broken}",
                 where=where,
                 fix="fix that plugin (it may be the one that has it; `transfuse plugins "
                 "--check` shows every problem), or install the plugin that has it",
