@@ -67,6 +67,8 @@ class Pipeline:
         #: Names the last fit in the ``fit_start`` and ``run_saved`` events (None: not fitted).
         self.fit_id: str | None = None
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
+        #: The training rows' bins and counts for `transfuse monitor` (reference.json).
+        self.reference: dict[str, Any] = {}
         #: A binary run's calibrator (fitted on the validation rows; ``calibration.json``).
         self.calibration: Calibration | None = None
         self._risk: RiskData | None = None  # the report's risk sections (transfuse.risk)
@@ -141,6 +143,9 @@ class Pipeline:
         check_training_rows(frame, self.config)
         if test is not None:
             check_columns(test, self.config)
+        from transfuse.fairness import check_groups
+
+        check_groups([frame, test], self.config)  # report.groups need not be inputs
         self.device = device = self._make_device()
         self.config = config = infer_encoders(self.config, frame, self.manager)
         import uuid
@@ -190,6 +195,11 @@ class Pipeline:
         self._log_data(splits)
         if result.refit is not None:  # what the fusion refit on the validation rows chose
             self.metrics.setdefault("log", {})["fusion_refit"] = result.refit
+        from transfuse.fairness import measure_fairness
+        from transfuse.monitor import build_reference
+
+        self.metrics.update(measure_fairness(self))  # report.groups at the cut-off
+        self.reference = build_reference(self, splits.train, [splits.validation, splits.test])
         return self
 
     def _log_data(self, splits: Splits) -> None:
@@ -597,6 +607,8 @@ class Pipeline:
         write_json(out / "log.json", log)
         env = environment(self.manager, self.device, self.config)
         write_json(out / "environment.json", env)
+        if self.reference:  # bins and counts for `transfuse monitor`, never rows
+            write_json(out / "reference.json", self.reference)
         if self.transfer_reports:
             write_json(out / "transfer.json", [r.to_dict() for r in self.transfer_reports])
         if self.calibration is not None:
@@ -607,6 +619,7 @@ class Pipeline:
             write_report(out, self._report_data(env))
 
     def _report_data(self, env: dict[str, Any]) -> Any:
+        from transfuse.fairness import fairness_markdown
         from transfuse.report import ReportData
 
         assert self.model is not None and self.task is not None
@@ -641,6 +654,7 @@ class Pipeline:
             shift=self.shift,
             data_notes=self.metrics.get("log", {}).get("data", {}),
             risk=self._risk,
+            fairness=fairness_markdown(self.metrics.get("fairness", {})),
         )
 
 
@@ -683,5 +697,9 @@ def load(
     pipeline.metrics = files.metrics
     pipeline.importance = dict(files.metrics.get("importance", {}))
     pipeline.plans = pipeline._plans(model)
+    if (files.path / "reference.json").is_file():  # kept when the run is saved again
+        from transfuse.monitor import read_reference
+
+        pipeline.reference = read_reference(files.path)
     pipeline.calibration = load_calibration(files.path)  # None: a run from before calibration
     return pipeline

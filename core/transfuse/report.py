@@ -79,6 +79,8 @@ class ReportData:
     data_notes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     #: Intervals, calibration, cut-offs and score bands (transfuse.risk), else None.
     risk: RiskData | None = None
+    #: The fairness section's markdown (transfuse.fairness), empty without report.groups.
+    fairness: str = ""
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
@@ -271,6 +273,8 @@ def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = 
             )
         lines.append("")
     lines += risk  # intervals, calibration, cut-offs, score bands (transfuse.risk)
+    if data.fairness:
+        lines += [data.fairness, ""]
     lines += [
         "## Inputs",
         "",
