@@ -364,7 +364,14 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from transfuse.demo import run_demo
 
-    run_demo(args.out, source=args.source, target=args.target, device=args.device)
+    run_demo(
+        args.out,
+        source=args.source,
+        target=args.target,
+        device=args.device,
+        epochs=args.epochs,
+        sample=args.sample,
+    )
     return 0
 
 
@@ -479,6 +486,10 @@ def add_commands(sub: Any) -> None:
     d.add_argument("--source", default="demo-source", help="the source pipeline preset")
     d.add_argument("--target", default="demo-target", help="the target pipeline preset")
     d.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    d.add_argument("--epochs", type=int, help="a quick look: overrides both presets' epochs")
+    d.add_argument(
+        "--sample", type=int, help="a quick look: rows drawn from the data (presets: 6,000)"
+    )
     d.set_defaults(func=_cmd_demo)
 
     from transfuse.monitor import add_monitor_command
