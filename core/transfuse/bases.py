@@ -56,17 +56,18 @@ class Encoder(nn.Module):
     impute and learn missing indicators), in which case the row counts as present.
     """
 
-    #: Width of the embedding that ``forward`` returns; set by ``__init__`` or ``fit``.
     output_dim: int
-    #: Frozen encoders never train: their outputs are cached on disk and reused.
+    """Width of the embedding that ``forward`` returns; set by ``__init__`` or ``fit``."""
     frozen: bool = False
-    #: True when the encoder deals with missing values itself (then rows stay present).
+    """Frozen encoders never train: their outputs are cached on disk and reused."""
     handles_missing: bool = False
-    #: True when ``prepare`` works row by row: row i of every output tensor depends on
-    #: value i alone and the shapes do not depend on the batch (no padding to the batch's
-    #: longest row). The data path then prepares a frame's rows once and slices them per
-    #: batch, instead of preparing every row again each epoch.
+    """True when the encoder deals with missing values itself (then rows stay present)."""
     rowwise_prepare: bool = False
+    """True when ``prepare`` works row by row: row i of every output tensor depends on
+    value i alone and the shapes do not depend on the batch (no padding to the batch's
+    longest row). The data path then prepares a frame's rows once and slices them per
+    batch, instead of preparing every row again each epoch.
+    """
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         super().__init__()
@@ -171,24 +172,24 @@ class Parts:
     :meth:`Encoder.attribute` returns). Lists hold one entry per row; a row's entries hold
     one item per part, in the same order."""
 
-    #: Each part's name: a column, a word, ``"event 3"``, ``"0.5-1.0 s"``.
     labels: list[list[str]]
-    #: Each part's attribution in logit units (a 1-D array per row).
+    """Each part's name: a column, a word, ``"event 3"``, ``"0.5-1.0 s"``."""
     scores: list[np.ndarray]
-    #: How the parts were attributed (``"integrated-gradients"``, ``"occlusion"``, ...).
+    """Each part's attribution in logit units (a 1-D array per row)."""
     method: str
-    #: What the scores are measured against (``"the training median/mode row"``, ...).
+    """How the parts were attributed (``"integrated-gradients"``, ``"occlusion"``, ...)."""
     baseline: str
-    #: True when a row's scores add up to ``logit(row) - logit(baseline)`` by the method.
+    """What the scores are measured against (``"the training median/mode row"``, ...)."""
     complete: bool = False
-    #: Per row, the completeness error the method reports (captum's convergence delta).
+    """True when a row's scores add up to ``logit(row) - logit(baseline)`` by the method."""
     delta: np.ndarray | None = None
-    #: Each part's value as the row has it, as text (``"38.2"``, ``"self"``), for reasons.
+    """Per row, the completeness error the method reports (captum's convergence delta)."""
     values: list[list[str]] | None = None
-    #: How each value compares (``"higher than 91% of training rows"``), or ``""``.
+    """Each part's value as the row has it, as text (``"38.2"``, ``"self"``), for reasons."""
     notes: list[list[str]] | None = None
-    #: Per row, a saliency map (``[H, W]``, images) to write as a picture when asked.
+    """How each value compares (``"higher than 91% of training rows"``), or ``""``."""
     maps: list[np.ndarray] | None = None
+    """Per row, a saliency map (``[H, W]``, images) to write as a picture when asked."""
 
 
 class Fusion(nn.Module):
@@ -231,8 +232,8 @@ class Task:
     into the numbers a user sees (probabilities, values).
     """
 
-    #: The metric early stopping watches unless the config names another.
     default_metric: str = "loss"
+    """The metric early stopping watches unless the config names another."""
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         self.options: Any = options  # the component's own options model
@@ -282,8 +283,8 @@ class Task:
 class DataSource:
     """Loads a table by name. Built as ``DataSource(options)``; ``load()`` returns it."""
 
-    #: The label column this source provides, if it has a natural one.
     target: str | None = None
+    """The label column this source provides, if it has a natural one."""
 
     def __init__(self, options: Options) -> None:
         self.options: Any = options  # the component's own options model
@@ -314,8 +315,8 @@ class TensorFate:
     numel: int
     source: str | None = None
     note: str = ""
-    #: The source run it came from, when a transfer has several (``None`` with one).
     run: str | None = None
+    """The source run it came from, when a transfer has several (``None`` with one)."""
 
 
 @dataclass
@@ -482,13 +483,14 @@ class TransferStrategy:
     overrides only what it needs.
     """
 
-    #: True when ``prepare`` loads the source's weights into the target (layer-map does);
-    #: the transfer workflow puts ``strategy.layer-map`` first when no strategy does.
     copies_weights: bool = False
-    #: True when the strategy needs the source domain's rows (``ctx.source_data``).
+    """True when ``prepare`` loads the source's weights into the target (layer-map does);
+    the transfer workflow puts ``strategy.layer-map`` first when no strategy does.
+    """
     needs_source_data: bool = False
-    #: The registered name; the workflow sets it when it builds the strategy.
+    """True when the strategy needs the source domain's rows (``ctx.source_data``)."""
     name: str = ""
+    """The registered name; the workflow sets it when it builds the strategy."""
 
     def __init__(self, options: Options, device: DeviceManager) -> None:
         self.options: Any = options  # the component's own options model

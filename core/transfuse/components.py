@@ -160,22 +160,24 @@ class ComponentEntry:
 
     kind: ClassVar[str] = "component"
 
-    #: The unique dotted name a pipeline uses (``text.char-ngram``, ``strategy.l2sp``).
     name: str
-    #: Where the class lives, as ``"package.module:ClassName"`` (imported on first use).
+    """The unique dotted name a pipeline uses (``text.char-ngram``, ``strategy.l2sp``)."""
     factory: str
-    #: One line for ``transfuse plugins``.
+    """Where the class lives, as ``"package.module:ClassName"`` (imported on first use)."""
     description: str
-    #: The options model (a subclass of :class:`Options`); the config's ``options:`` for
-    #: the component are validated against it, and the instance is passed to the factory.
+    """One line for ``transfuse plugins``."""
     options: type[Options] = NoOptions
-    #: The distribution that registered it (set by the plugin manager).
+    """The options model (a subclass of :class:`Options`); the config's ``options:`` for
+    the component are validated against it, and the instance is passed to the factory.
+    """
     distribution: str | None = None
-    #: That distribution's version (set by the plugin manager).
+    """The distribution that registered it (set by the plugin manager)."""
     version: str | None = None
-    #: A version specifier the core must satisfy (``">=0.2"``); unmet, the entry is listed
-    #: as unusable instead of failing later.
+    """That distribution's version (set by the plugin manager)."""
     requires_core: str | None = None
+    """A version specifier the core must satisfy (``">=0.2"``); unmet, the entry is listed
+    as unusable instead of failing later.
+    """
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -250,8 +252,8 @@ class EncoderEntry(ComponentEntry):
     """An encoder turns one input (a column or a group of columns) into ``[B, D]``."""
 
     kind: ClassVar[str] = "encoder"
-    #: What kind of input it reads (``text``, ``image``, ``audio``, ``tabular``, ...).
     modality: str
+    """What kind of input it reads (``text``, ``image``, ``audio``, ``tabular``, ...)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,12 +268,13 @@ class StrategyEntry(ComponentEntry):
     """A transfer strategy carries a source model's knowledge into a target model."""
 
     kind: ClassVar[str] = "strategy"
-    #: Whether the strategy copies source weights in ``prepare`` (``layer-map``); such a
-    #: strategy must come before those that do not, which act on the copied weights.
-    #: Declared here so that ``config validate`` checks the order without importing the
-    #: strategy; the class's own ``TransferStrategy.copies_weights`` must say the same
-    #: (``transfuse.testing.check_plugin`` checks that they agree).
     copies_weights: bool = False
+    """Whether the strategy copies source weights in ``prepare`` (``layer-map``); such a
+    strategy must come before those that do not, which act on the copied weights.
+    Declared here so that ``config validate`` checks the order without importing the
+    strategy; the class's own ``TransferStrategy.copies_weights`` must say the same
+    (``transfuse.testing.check_plugin`` checks that they agree).
+    """
 
 
 @dataclass(frozen=True, kw_only=True)
