@@ -304,22 +304,6 @@ def fairness_markdown(found: Mapping[str, Any]) -> str:
 # -- the cut-off and the pipeline's hook --------------------------------------------------
 
 
-def _choose_cutoff(y: np.ndarray, p: np.ndarray, target_bad_rate: float | None) -> float:
-    """:func:`transfuse.scorecard.choose_cutoff`'s rule: approve ``p <= cutoff``; with a
-    target, the highest score whose approved rows' bad rate is at most the target; without,
-    approve as many rows as there are goods; nobody when no cut-off meets the target."""
-    order = np.argsort(p, kind="mergesort")
-    s, bad = p[order].astype(float), y[order].astype(float)
-    nobody = float(np.nextafter(s[0], -np.inf))
-    if target_bad_rate is None:
-        goods = round(len(y) - bad.sum())
-        return float(s[goods - 1]) if goods > 0 else nobody
-    rate = np.cumsum(bad) / np.arange(1, len(s) + 1)
-    ends = np.append(s[1:] != s[:-1], True)  # a cut-off approves a whole group of ties
-    meets = np.flatnonzero(ends & (rate <= target_bad_rate + 1e-12))
-    return float(s[meets[-1]]) if len(meets) else nobody
-
-
 def measure_fairness(pipeline: Any) -> dict[str, Any]:
     """``{"fairness": ...}`` for ``metrics.json`` from a fitted pipeline's held-out rows, at
     the run's cut-off (``metrics["cutoff"]``, chosen on the validation rows); empty without
@@ -340,10 +324,12 @@ def measure_fairness(pipeline: Any) -> dict[str, Any]:
     if "value" in chosen:
         cutoff = float(chosen["value"])
         rule = "the run's cut-off, chosen on the validation rows"
-    else:  # no cut-off in the metrics: chosen here, on these rows
-        cutoff = _choose_cutoff(y, p, config.report.target_bad_rate)
+    else:  # no cut-off in the metrics: chosen here, on these rows, by the same rule
+        from transfuse.scorecard import choose_cutoff
+
+        cutoff = choose_cutoff(y, p, config.report.target_bad_rate)
         rule = f"chosen on the {split} rows"
-    rounds = int(getattr(config.report, "bootstrap_rounds", 1000))
+    rounds = config.report.bootstrap_rounds
     columns = {
         column: fairness(
             rows[column].reset_index(drop=True),

@@ -563,9 +563,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         named = ", ".join(f"{n} (PSI {p:.3f})" for n, p in result["crossed"].items())
         print(f"shifted: {named} above {args.fail_above} -> {path}")
         return 1
-    every = {**result["columns"], **result["score"]}
-    top = max(every, key=lambda n: every[n]["psi"]) if every else None
-    largest = f"; largest PSI {every[top]['psi']:.3f} ({top})" if top else ""
+    every = {f"column {c}": v["psi"] for c, v in result["columns"].items()}
+    every.update({f"score {s}": v["psi"] for s, v in result["score"].items()})
+    top = max(every, key=lambda n: every[n]) if every else None
+    largest = f"; largest PSI {every[top]:.3f} ({top})" if top else ""
     print(f"stable: no PSI above {args.fail_above}{largest} -> {path}")
     return 0
 
