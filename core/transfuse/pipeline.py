@@ -62,16 +62,17 @@ class Pipeline:
         self.transfer_reports: list[TransferReport] = []
         self.comparison = ""  # markdown: transfer against scratch, set by transfer()
         self.shift = ""  # markdown: source -> target domain shift, set by transfer()
+        self.findings: list[str] = []  # summary sentences, set by transfer()
         #: What the encoders noted about the last predicted rows (see data_report).
         self.predict_report: dict[str, dict[str, Any]] = {}
         #: Names the last fit in the ``fit_start`` and ``run_saved`` events (None: not fitted).
         self.fit_id: str | None = None
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
-        #: The training rows' bins and counts for `transfuse monitor` (reference.json).
-        self.reference: dict[str, Any] = {}
         #: A binary run's calibrator (fitted on the validation rows; ``calibration.json``).
         self.calibration: Calibration | None = None
         self._risk: RiskData | None = None  # the report's risk sections (transfuse.risk)
+        #: The training rows' bins and counts for `transfuse monitor` (reference.json).
+        self.reference: dict[str, Any] = {}
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -316,6 +317,7 @@ class Pipeline:
             "metric": metric,
             "best_epoch": self.result.best_epoch,
             "best_value": self.result.best_value,
+            "start_value": self.result.start_value,
             "stopped_early": self.result.stopped_early,
             "seconds": self.result.seconds,
             "splits": self.splits.sizes(),
@@ -650,6 +652,10 @@ class Pipeline:
             classification=_classifies(self.task),
             environment=env,
             transfer=[r.to_markdown() for r in self.transfer_reports],
+            transfer_lines=[r.summary() + "." for r in self.transfer_reports],
+            findings=list(self.findings),
+            start_value=self.metrics.get("start_value"),
+            greater=self.task.greater_is_better(self.metrics.get("metric", "loss")),
             comparison=self.comparison,
             shift=self.shift,
             data_notes=self.metrics.get("log", {}).get("data", {}),

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from transfuse.model import FusionModel
     from transfuse.risk import RiskData
 
-__all__ = ["ReportData", "modality_importance", "write_report"]
+__all__ = ["ReportData", "findings", "modality_importance", "write_report"]
 
 
 def modality_importance(
@@ -77,6 +77,14 @@ class ReportData:
     shift: str = ""  # the transfer's domain-shift section (transfuse.shift)
     #: split -> input -> what its encoder noted (skipped files, unknown categories, ...)
     data_notes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: The transferred starting weights' validation metric (a transfer run), else None.
+    start_value: float | None = None
+    #: One line per transfer strategy (what it loaded), for the summary.
+    transfer_lines: Sequence[str] = ()
+    #: More sentences for the summary (a transfer's comparison with its baseline).
+    findings: Sequence[str] = ()
+    #: Whether a higher ``metric`` is better.
+    greater: bool = True
     #: Intervals, calibration, cut-offs and score bands (transfuse.risk), else None.
     risk: RiskData | None = None
     #: The fairness section's markdown (transfuse.fairness), empty without report.groups.
@@ -165,25 +173,47 @@ def _predictions(path: Path, data: ReportData) -> str:
 
 
 def _learning_curve(path: Path, data: ReportData) -> str:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _figure()
     epochs = [h["epoch"] + 1 for h in data.history]
     ax.plot(epochs, [h["train_loss"] for h in data.history], marker="o", label="train loss")
     val_loss = [h["validation"].get("loss", np.nan) for h in data.history]
     ax.plot(epochs, val_loss, marker="o", label="validation loss")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (0: the starting weights)" if data.start_value is not None else "epoch")
     ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if data.metric != "loss":
         right = ax.twinx()
         values = [h["validation"].get(data.metric, np.nan) for h in data.history]
         right.plot(epochs, values, marker="s", color="tab:green", label=f"validation {data.metric}")
+        if data.start_value is not None:
+            right.plot(
+                [0],
+                [data.start_value],
+                marker="*",
+                markersize=12,
+                color="tab:red",
+                linestyle="none",
+                label=f"starting weights' validation {data.metric}",
+            )
         right.set_ylabel(data.metric)
         right.legend(loc="center right", fontsize=8)
-    if data.best_epoch >= 0:
-        ax.axvline(data.best_epoch + 1, color="grey", linestyle=":", linewidth=1)
+    chosen = data.best_epoch + 1 if data.best_epoch >= 0 else 0
+    ax.axvline(chosen, color="grey", linestyle=":", linewidth=1.5)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Learning curve (dotted: best epoch)")
+    kept = "the starting weights, kept" if data.best_epoch < 0 else f"epoch {chosen}"
+    ax.set_title(f"Learning curve (dotted: the weights kept, {kept})")
     _save(fig, path)
-    return "training and validation loss and the validation metric per epoch"
+    return (
+        "training and validation loss and the validation metric per epoch; the dotted line "
+        f"marks the weights kept ({kept})"
+        + (
+            "; the star, the starting weights' validation metric"
+            if data.start_value is not None
+            else ""
+        )
+    )
 
 
 def _modalities(path: Path, data: ReportData) -> str:
@@ -243,27 +273,64 @@ def _notes(notes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     return [*lines, ""]
 
 
-def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = ()) -> str:
-    lines = [
-        f"# {data.name}",
-        "",
-        f"Task: **{data.task}**. Early stopping on validation **{data.metric}**; "
-        + (
-            f"best epoch {data.best_epoch + 1} of {len(data.history)}"
-            if data.best_epoch >= 0
-            else f"no epoch of {len(data.history)} beat the transferred starting weights, "
-            "which are kept"
+def findings(data: ReportData) -> list[str]:
+    """The report's answers, one sentence each: how the weights were chosen and on how
+    many rows, what a transfer loaded, and which input the model leans on."""
+    out = []
+    n_val = int(data.splits.get("validation", 0))
+    epochs = len(data.history)
+    values = [h.get("validation", {}).get(data.metric) for h in data.history]
+    values = [v for v in values if isinstance(v, float | int) and v == v]
+    if data.best_epoch >= 0:
+        out.append(
+            f"Early stopping on validation {data.metric} over {n_val} rows kept epoch "
+            f"{data.best_epoch + 1} of {epochs}"
+            + (" (stopped early)." if data.stopped_early else ".")
         )
-        + (" (stopped early)." if data.stopped_early else "."),
-        "",
-    ]
-    lines += ["Rows: " + ", ".join(f"{k} {v}" for k, v in data.splits.items()), ""]
+    elif data.history:
+        best = (
+            f"; the best epoch reached {max(values) if data.greater else min(values):.4f}"
+            if values
+            else ""
+        )
+        start = f" ({data.start_value:.4f})" if data.start_value is not None else ""
+        out.append(
+            f"No epoch of {epochs} beat the transferred starting weights{start} on the {n_val} "
+            f"validation rows{best}, so the starting weights were kept: training on the "
+            "target's labels did not change the model."
+        )
+    if 0 < n_val < 200:
+        out.append(
+            f"That choice rests on {n_val} validation rows: a difference of a few hundredths "
+            f"in validation {data.metric} between epochs is within noise there."
+        )
+    out += list(data.findings)
+    out += list(data.transfer_lines)
+    if len(data.importance) > 1:
+        ranked = sorted(data.importance.items(), key=lambda kv: -kv[1]["drop"])
+        (top, imp), (low, low_imp) = ranked[0], ranked[-1]
+        out.append(
+            f"The model leans most on `{top}`: masking it costs {imp['drop']:+.4f} in "
+            f"validation {data.metric}; masking `{low}` costs {low_imp['drop']:+.4f} "
+            "(positive: worse without the input)."
+        )
+    if {"accuracy", "macro_f1"} & {m for split in data.metrics.values() for m in split}:
+        out.append(
+            "accuracy and macro_f1 score the labels at a 0.5 threshold on the predicted "
+            "probability; roc_auc, ks and pr_auc need no threshold."
+        )
+    return out
+
+
+def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = ()) -> str:
+    lines = [f"# {data.name}", "", f"Task: **{data.task}**.", ""]
+    lines += ["## Summary", ""]
+    lines += [f"- {sentence}" for sentence in findings(data)]
+    lines += ["", "Rows: " + ", ".join(f"{k} {v}" for k, v in data.splits.items()), ""]
     names = sorted({m for split in data.metrics.values() for m in split})
     splits = [s for s in data.metrics if data.metrics[s]]
     if names and splits:
         lines += [
-            "## Metrics",
-            "",
             "| metric | " + " | ".join(splits) + " |",
             "| --- |" + " ---: |" * len(splits),
         ]
@@ -275,6 +342,8 @@ def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = 
     lines += risk  # intervals, calibration, cut-offs, score bands (transfuse.risk)
     if data.fairness:
         lines += [data.fairness, ""]
+    if data.comparison:
+        lines += ["## Transfer against training from scratch", "", data.comparison, ""]
     lines += [
         "## Inputs",
         "",
@@ -306,10 +375,14 @@ def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = 
         lines += _notes(data.data_notes)
     if data.shift:
         lines += ["## Domain shift: source -> target", "", data.shift, ""]
-    if data.comparison:
-        lines += ["## Transfer against training from scratch", "", data.comparison, ""]
     if data.transfer:
-        lines += ["## Transfer", "", *[f"{t}\n" for t in data.transfer]]
+        lines += [
+            "## Transfer: what each strategy did",
+            "",
+            "Tensors per fate in each module; every tensor's fate is in `transfer.json`.",
+            "",
+            *[f"{t}\n" for t in data.transfer],
+        ]
     env = data.environment
     if env:
         device = (env.get("device") or {}).get("device")

@@ -295,4 +295,11 @@ def test_transferred_starting_weights_are_kept_unless_an_epoch_beats_them(kit_ma
     final = moved.model.state_dict()
     assert all(torch.equal(final[k], v) for k, v in start.items())
     run = moved.save(tmp_path / "moved")
-    assert "beat the transferred starting weights" in (run / "report.md").read_text("utf-8")
+    report = (run / "report.md").read_text("utf-8")
+    summary = report.split("## Summary", 1)[1].split("\n\n", 2)[1]  # the answer comes first
+    assert "No epoch of 3 beat the transferred starting weights" in summary
+    assert "did not change the model" in summary and "rests on" in summary
+    assert "dotted line marks the weights kept (the starting weights, kept)" in report
+    assert json.loads((run / "metrics.json").read_text("utf-8"))["start_value"] == pytest.approx(
+        moved.result.start_value
+    )

@@ -94,7 +94,7 @@ def test_cli_transfer_from_two_runs_prints_where_each_tensor_came_from(two_runs,
     assert f"inputs.table.columns.c.weight: copied from {second}" in lines  # only the second
     assert f"head.weight: copied from {first}" in lines  # both: the first given wins
     report = (out / "report.md").read_text("utf-8")
-    assert "| source run |" in report and str(second) in report
+    assert "Tensors per source run:" in report and str(second) in report
     metrics = json.loads((out / "metrics.json").read_text("utf-8"))
     assert metrics["transfer"]["sources"] == [str(first), str(second)]
     tensors = json.loads((out / "transfer.json").read_text("utf-8"))[0]["tensors"]
