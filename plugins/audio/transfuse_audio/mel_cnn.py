@@ -164,6 +164,12 @@ class MelCnnEncoder(Encoder):
             return (mel - mean) / torch.as_tensor(self.band_std, dtype=mel.dtype)[:, None]
         return mel
 
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Any) -> Any:
+        """Time-segment occlusion (see :mod:`transfuse_audio.explain`)."""
+        from transfuse_audio.explain import segment_occlusion
+
+        return segment_occlusion(self, values, logit)
+
     # -- device side ---------------------------------------------------------------
     def forward(self, batch: Batch) -> Tensor:
         """Conv blocks, then mean and max over time of each (channel, band), then a linear layer."""

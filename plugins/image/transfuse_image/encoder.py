@@ -114,6 +114,12 @@ class TimmEncoder(Encoder):
             return {"image": torch.zeros((0, *self.input_size))}
         return {"image": torch.stack(images)}
 
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Any) -> Any:
+        """Integrated Gradients per region, with a saliency map (:mod:`transfuse_image.explain`)."""
+        from transfuse_image.explain import integrated_gradients
+
+        return integrated_gradients(self, values, logit)
+
     def forward(self, batch: Batch) -> Tensor:
         """Pooled features of the prepared images."""
         grad = torch.no_grad() if self.frozen else contextlib.nullcontext()

@@ -108,6 +108,12 @@ class SequenceEncoder(Encoder):
         """A frozen encoder stays in eval mode (no dropout), so its cached outputs hold."""
         return super().train(mode and not self.frozen)
 
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Any) -> Any:
+        """Event occlusion (see :mod:`transfuse_sequence.explain`)."""
+        from transfuse_sequence.explain import event_occlusion
+
+        return event_occlusion(self, values, logit)
+
     # -- fitted state --------------------------------------------------------------
     def fitted_state(self) -> dict[str, Any]:
         """The schema: fields, scalers and vocabularies."""

@@ -267,6 +267,12 @@ class VideoFramesEncoder(Encoder):
             cache.flush()
         return {"frames": torch.from_numpy(frames), "valid": torch.from_numpy(valid)}
 
+    def attribute(self, values: pd.Series | pd.DataFrame, logit: Any) -> Any:
+        """Frame occlusion (see :mod:`transfuse_video.explain`)."""
+        from transfuse_video.explain import frame_occlusion
+
+        return frame_occlusion(self, values, logit)
+
     def forward(self, batch: Batch) -> Tensor:
         """Pool the frame features over time."""
         pooled: Tensor = self.pool(batch["frames"], batch["valid"])
