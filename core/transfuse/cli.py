@@ -36,7 +36,8 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
         resolve(config, need_source=True, load=True)  # imports each factory, as train does
     except TransfuseError as exc:
         raise exc.within(str(args.file)) from None
-    print(f"ok: {args.file} ({config.name}, {len(config.inputs)} inputs)")
+    count = len(config.inputs)
+    print(f"ok: {args.file} ({config.name}, {count} input{'' if count == 1 else 's'})")
     return 0
 
 

@@ -237,6 +237,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import transfuse
+    from transfuse.report import note_lines
     from transfuse.scoring import predict_file, read_columns
 
     pipeline = transfuse.load(args.run, device=args.device)
@@ -249,7 +250,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     )
     print(f"wrote {summary.rows} rows ({', '.join(summary.columns)}) to {summary.path}")
     for name, report in summary.report.items():  # skipped files, unknown categories
-        print(f"note: inputs.{name}: {json.dumps(report, ensure_ascii=False)}", file=sys.stderr)
+        for key, value in report.items():
+            for line in note_lines(key, value):
+                print(f"note: inputs.{name}: {line.replace('`', '')}", file=sys.stderr)
     return 0
 
 

@@ -44,8 +44,8 @@ class TransfuseError(Exception):
     def one_line(self) -> str:
         """The message as one line: ``where: what; fix``."""
         text = self.what if self.where is None else f"{self.where}: {self.what}"
-        if self.fix:
-            text = f"{text}; {self.fix}"
+        if self.fix:  # "did you mean 'x'?" reads on without a semicolon
+            text = f"{text}{' ' if text.rstrip().endswith('?') else '; '}{self.fix}"
         return " ".join(text.split())
 
 

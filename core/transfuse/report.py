@@ -235,7 +235,7 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-def _note(key: str, value: Any) -> list[str]:
+def note_lines(key: str, value: Any) -> list[str]:
     """One encoder note as readable lines (the two the platform's encoders write; any
     other key as JSON)."""
     import json
@@ -269,7 +269,7 @@ def _notes(notes: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     for split, inputs in notes.items():
         for name, report in inputs.items():
             for key, value in report.items():
-                lines += [f"| {split} | {name} | {text} |" for text in _note(key, value)]
+                lines += [f"| {split} | {name} | {text} |" for text in note_lines(key, value)]
     return [*lines, ""]
 
 

@@ -88,5 +88,5 @@ def test_transfuse_predict_prints_the_count(
     args = ["predict", str(run), "--data", str(tmp_path / "rows.csv")]
     assert main([*args, "--out", str(tmp_path / "scores.csv")]) == 0
     err = capsys.readouterr().err
-    assert 'note: inputs.table: {"unknown_categories": {"colour": {"rows": 2' in err
-    assert "mauve" in err
+    assert "note: inputs.table: colour: 2 rows in the unknown bucket (first: mauve)" in err
+    assert "{" not in err  # words, not raw JSON
