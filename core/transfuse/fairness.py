@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from transfuse.config import PipelineConfig
 
 __all__ = [
+    "FEW_ROWS",
     "FOUR_FIFTHS",
     "check_groups",
     "fairness",
@@ -46,6 +47,9 @@ FOUR_FIFTHS = 0.8
 #: A numeric group column with more distinct values than this is cut into quartiles.
 MAX_NUMERIC_GROUPS = 10
 MISSING = "(missing)"
+#: A group with fewer rows is marked in the report: its figures, and any ratio taken
+#: against it, rest on too few rows to act on without their intervals.
+FEW_ROWS = 30
 _METRICS = (
     "auc",
     "mean_predicted",
@@ -287,14 +291,22 @@ def fairness_markdown(found: Mapping[str, Any]) -> str:
             "| adverse impact ratio | equal-opportunity difference |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
+        few = [name for name, g in result["groups"].items() if g["rows"] < FEW_ROWS]
         for name, g in result["groups"].items():
+            mark = " \\*" if name in few else ""
             lines.append(
-                f"| {name} | {g['rows']} | {g['bads']} | {_fmt(g['auc'])} | "
+                f"| {name}{mark} | {g['rows']} | {g['bads']} | {_fmt(g['auc'])} | "
                 f"{_fmt(g['mean_predicted'])} | {_fmt(g['observed_bad_rate'])} | "
                 f"{_fmt(g['approval_rate'])} | {_fmt(g['adverse_impact_ratio'])} | "
                 f"{_fmt(g['equal_opportunity_difference'])} |"
             )
         lines.append("")
+        if few:
+            lines += [
+                f"\\* fewer than {FEW_ROWS} rows: the group's figures, and a ratio taken "
+                "against it as the most-approved group, need their intervals read.",
+                "",
+            ]
         lines += [f"**Warning:** {w}" for w in result.get("warnings", [])]
         if result.get("warnings"):
             lines.append("")

@@ -16,6 +16,7 @@ import runtime_kit as kit
 from transfuse import Pipeline
 from transfuse.errors import DataError
 from transfuse.fairness import (
+    FEW_ROWS,
     FOUR_FIFTHS,
     _by_group_fast,
     _metric_frame,
@@ -84,6 +85,16 @@ def test_each_figure_follows_its_definition_on_rows_counted_by_hand():
     assert a["calibration_gap"]["value"] == pytest.approx(0.15)
     assert a["auc"]["value"] == 1.0  # the bad (0.7) above every good
     assert b["auc"]["value"] == 0.75  # bads 0.4, 0.9 above goods 0.3, 0.8 in 3 pairs of 4
+
+
+def test_a_group_with_few_rows_is_marked_in_the_report():
+    group = pd.Series(["A"] * 40 + ["B"] * 6, name="g")
+    y = np.array([0, 1] * 23)
+    p = np.linspace(0.05, 0.95, 46)
+    found = fairness(group, y, p, cutoff=0.5, rounds=50)
+    text = fairness_markdown({"split": "test", "cutoff": 0.5, "columns": {"g": found}})
+    assert "| B \\* | 6 |" in text and "| A | 40 |" in text
+    assert f"fewer than {FEW_ROWS} rows" in text
 
 
 def test_the_bootstrap_recomputes_what_the_metric_frame_reports():
