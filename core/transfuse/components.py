@@ -221,7 +221,7 @@ class ComponentEntry:
         except ValidationError as exc:
             raise ConfigError(
                 format_validation_error(exc, where or f"{self.name} options", self.options),
-                fix=f"see `transfuse plugins` and the docs of {self.name!r} for its options",
+                fix=f"`transfuse plugins {self.name}` lists its options (type, default, bounds)",
             ) from None
 
     def with_origin(self, distribution: str, version: str | None) -> ComponentEntry:

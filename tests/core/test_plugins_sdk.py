@@ -415,3 +415,35 @@ def test_an_entry_that_needs_a_newer_core_fails_the_kit():
     module = make_module("later", transfuse_encoders=transfuse_encoders)
     with pytest.raises(ConformanceError, match="encoder 'text.later' needs transfuse>=99"):
         check_plugin(module)
+
+
+def test_loading_a_run_whose_plugin_is_installed_but_broken_says_so(
+    fake_dists, installed, tmp_path
+):
+    from types import SimpleNamespace
+
+    from transfuse import CheckpointError
+    from transfuse.config import parse_config
+    from transfuse.runs import check_compatible
+
+    manager = installed("transfuse-charngram", "transfuse_charngram", BROKEN_IMPORT, "0.1.0")
+    config = parse_config(
+        {
+            "name": "old",
+            "task": {"type": "binary", "target": "y"},
+            "inputs": {"notes": {"encoder": "text.char-ngram", "column": "x"}},
+        }
+    )
+    origin = {"distribution": "transfuse-charngram", "version": "0.1.0"}
+    files = SimpleNamespace(
+        config=config,
+        path=tmp_path / "run",
+        environment={"components": {"inputs.notes.encoder": origin}},
+    )  # what a run trained with the plugin records (environment.json)
+    with pytest.raises(CheckpointError) as info:
+        check_compatible(files, manager)
+    message = str(info.value)
+    assert "it came from transfuse-charngram 0.1.0" in message
+    assert "transfuse-charngram 0.1.0 is installed but failed" in message
+    assert "No module named 'not_a_module_anywhere'" in message
+    assert "install transfuse-charngram==" not in message
