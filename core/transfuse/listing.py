@@ -224,11 +224,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(show_component(entry))
         return 0
     records = manager.records()
+    found = problems(records)
     if args.json:
         print(json.dumps([r.as_json(options=True) for r in records], indent=2))
-    else:
+    elif args.check and not found:  # a CI step: one line
+        print(f"ok: {len(records)} plugins, no problems")
+    elif not args.check:
         _print_records(records)
-    found = problems(records)
     if found and (args.check or _strict()):
         print(f"transfuse: {len(found)} plugin problem(s):", file=sys.stderr)
         for line in found:

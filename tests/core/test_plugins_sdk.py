@@ -197,6 +197,7 @@ def test_the_core_component_keeps_working_beside_a_squatter(register_plugin, tra
 def test_check_exits_0_when_all_is_well():
     done = run("plugins", "--check")
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: ") and "no problems" in done.stdout
 
 
 # -- a broken plugin says what is wrong ---------------------------------------------------
