@@ -87,6 +87,13 @@ class StackOptions(FusionOptions):
         description="After training, refit the per-input weights on the validation rows "
         "(k-fold over L2 penalties, the joint weights and each head alone).",
     )
+    linear_heads: bool = Field(
+        default=False,
+        description="Each input's head is one linear map of its raw embedding (no "
+        "projection), starting at its first columns (class k's logit: column k), where "
+        "text.tfidf's warm start and tabular.gbdt's leaf_value_init put their own logit: "
+        "the stack then starts from those models and refits their weights.",
+    )
 
 
 class LinearOptions(FusionOptions):

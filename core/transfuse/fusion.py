@@ -282,6 +282,12 @@ class StackFusion(_MaskedFusion):
     projected embeddings that starts at zero (a residual on top of the sum). With
     ``detach`` the fused loss trains only the combination, not the heads (pure stacking).
     Modality dropout applies to the combination, never to the heads' own losses.
+
+    With ``linear_heads`` a head is one linear map of the input's raw embedding (zero where
+    missing), starting at the identity on the first ``num_outputs`` columns: an encoder that
+    fits a model of its own and puts that model's logit there (``text.tfidf``'s warm start,
+    ``tabular.gbdt``'s ``leaf_value_init``) gives a head that starts as that model, and the
+    stack starts as the sum of those models (then trains, and refits the weights).
     """
 
     options: StackOptions
@@ -290,12 +296,20 @@ class StackFusion(_MaskedFusion):
     def __init__(self, options: StackOptions, device: DeviceManager, **kw: Any) -> None:
         super().__init__(options, device, **kw)
         dim, p, k, m = options.dim, options.dropout, self.num_outputs, len(self.names)
-        self.proj = nn.ModuleDict({n: projection(d, dim, p) for n, d in self.input_dims.items()})
-        self.heads = nn.ModuleDict({n: nn.Linear(dim, k) for n in self.input_dims})
+        interacts = options.interaction and m > 1
+        self.proj = nn.ModuleDict(
+            {n: projection(d, dim, p) for n, d in self.input_dims.items()}
+            if interacts or not options.linear_heads
+            else {}
+        )
+        if options.linear_heads:
+            self.heads = nn.ModuleDict({n: _reading_head(d, k) for n, d in self.input_dims.items()})
+        else:
+            self.heads = nn.ModuleDict({n: nn.Linear(dim, k) for n in self.input_dims})
         self.weights = nn.Parameter(torch.ones(m, k))
         self.bias = nn.Parameter(torch.zeros(k))
         self.interaction: nn.Sequential | None = None
-        if options.interaction and m > 1:
+        if interacts:
             last = nn.Linear(dim, k)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
@@ -309,8 +323,15 @@ class StackFusion(_MaskedFusion):
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Each input's head logits ``[B, M, K]``, the presence ``[B, M]`` (no modality
-        dropout) and the projected embeddings ``[B, M, dim]`` (zero where missing)."""
+        dropout) and the projected embeddings ``[B, M, dim]`` (zero where missing; ``[B, M,
+        0]`` when nothing uses them: linear heads without the interaction)."""
         observed = self.observed(embeddings, present)
+        if self.options.linear_heads:
+            raw = self.masked(embeddings, observed)
+            logits = torch.stack([self.heads[n](x) for n, x in zip(self.names, raw)], dim=1)
+            if self.interaction is None:
+                return logits, observed, logits.new_zeros(logits.shape[0], len(self.names), 0)
+            return logits, observed, self.projected(embeddings, observed)
         h = self.projected(embeddings, observed)
         logits = torch.stack([self.heads[n](x) for n, x in zip(self.names, h.unbind(1))], dim=1)
         return logits, observed, h
@@ -393,6 +414,17 @@ class StackFusion(_MaskedFusion):
             "weights": {n: weights[i].tolist() for i, n in enumerate(self.names)},
             "bias": choice["bias"].tolist(),
         }
+
+
+def _reading_head(in_dim: int, outputs: int) -> nn.Linear:
+    """A linear head that starts reading output k from input column k (the rest zero)."""
+    head = nn.Linear(in_dim, outputs)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for k in range(min(in_dim, outputs)):
+            head.weight[k, k] = 1.0
+    return head
 
 
 class LinearFusion(_MaskedFusion):
