@@ -442,9 +442,12 @@ class TransferContext:
     domain alignment); ``features(model, batch)`` returns the fused features of a batch.
     The transfer workflow puts the target's label column in ``extra["label"]``, its fitted
     task (whose ``loss(logits, target)`` scores a batch) in ``extra["task"]`` and the
-    source run's config in ``extra["source_config"]``. ``validation_data`` holds the
-    target's labelled validation rows (for strategies that choose by cross-validation on
-    every labelled row, such as ``strategy.stack``); ``None`` when not given.
+    source run's config in ``extra["source_config"]``; after ``strategy.layer-map``,
+    ``extra["loaded"]`` maps each loaded target parameter's name to ``None`` (loaded
+    whole) or a boolean tensor of its shape, true where it was loaded.
+    ``validation_data`` holds the target's labelled validation rows (for strategies that
+    choose by cross-validation on every labelled row, such as ``strategy.stack``); ``None``
+    when not given.
 
     A transfer from several source runs lists them all, in the order given, in
     ``source_models`` (with their names in ``source_names`` and configs in
@@ -471,6 +474,12 @@ class TransferContext:
             self.source_models = [self.source_model]
         if len(self.source_names) != len(self.source_models):
             self.source_names = [f"source {i}" for i in range(len(self.source_models))]
+
+    def features(self, model: nn.Module, batch: Mapping[str, Any]) -> Tensor:
+        """The fused features ``[B, width]`` of a prepared batch (from :attr:`batches`):
+        what the head sees, ``model(batch)["features"]``."""
+        out: Tensor = model(batch)["features"]
+        return out
 
 
 class TransferStrategy:

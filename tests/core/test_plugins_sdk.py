@@ -448,3 +448,19 @@ def test_loading_a_run_whose_plugin_is_installed_but_broken_says_so(
     assert "transfuse-charngram 0.1.0 is installed but failed" in message
     assert "No module named 'not_a_module_anywhere'" in message
     assert "install transfuse-charngram==" not in message
+
+
+def test_the_context_gives_a_batchs_fused_features():
+    import torch
+    from torch import nn
+
+    from transfuse import TransferContext
+    from transfuse.testing import cpu_device
+
+    class Model(nn.Module):
+        def forward(self, batch):
+            return {"logits": batch["x"].sum(1, keepdim=True), "features": batch["x"] * 2}
+
+    ctx = TransferContext(Model(), Model(), cpu_device(), None)
+    batch = {"x": torch.ones(3, 4)}
+    assert torch.equal(ctx.features(ctx.target_model, batch), torch.full((3, 4), 2.0))
