@@ -200,6 +200,9 @@ class Pipeline:
         from transfuse.monitor import build_reference
 
         self.metrics.update(measure_fairness(self))  # report.groups at the cut-off
+        from transfuse.reasons import global_view
+
+        self.metrics["attribution"] = global_view(self, splits.validation)  # report.md
         self.reference = build_reference(self, splits.train, [splits.validation, splits.test])
         return self
 
@@ -659,6 +662,7 @@ class Pipeline:
             comparison=self.comparison,
             shift=self.shift,
             data_notes=self.metrics.get("log", {}).get("data", {}),
+            attribution=self.metrics.get("attribution", {}),
             risk=self._risk,
             fairness=fairness_markdown(self.metrics.get("fairness", {})),
         )

@@ -13,6 +13,7 @@ wording lives in ``transfuse-finance`` (``transfuse_finance.reasons``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODE_FILE",
+    "attribution_lines",
+    "attribution_plot",
     "code_table",
     "explanation_frame",
     "global_importance",
+    "global_view",
     "reason_text",
     "riskiest",
     "write_code_table",
@@ -241,3 +245,71 @@ def explain_command(args: Any) -> int:
         count = write_maps(explained, labels, Path(args.images).expanduser())
         print(f"wrote {count} saliency maps to {args.images}")
     return 0
+
+
+#: Validation rows explained for the report's global view.
+GLOBAL_ROWS = 128
+
+
+def global_view(pipeline: Pipeline, frame: pd.DataFrame, rows: int = GLOBAL_ROWS) -> dict:
+    """Mean |attribution| per input and per column over the first ``rows`` rows of
+    ``frame`` (the validation rows), for ``report.md``; empty, with a warning, when an
+    encoder's ``attribute`` fails (the run is kept)."""
+    import warnings
+
+    from transfuse.explain import explain_rows
+
+    if not len(frame):
+        return {}
+    try:
+        explained = explain_rows(pipeline, frame.iloc[:rows])
+    except Exception as exc:  # a plugin's attribute must not cost the trained run
+        warnings.warn(f"no attribution view in the report: {exc}", stacklevel=2)
+        return {}
+    view: dict[str, Any] = global_importance(explained)
+    view["rows"] = len(explained)
+    view["methods"] = {name: parts.method for name, parts in explained.parts.items()}
+    return view
+
+
+def attribution_plot(path: Path, view: Mapping[str, Any]) -> str:
+    """A bar chart of mean |attribution| per input and per column; returns its caption."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    bars = [(f"input {k}", v) for k, v in view.get("inputs", {}).items()]
+    columns = sorted(view.get("columns", {}).items(), key=lambda kv: -kv[1])[:15]
+    bars += [(k, v) for k, v in columns]
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.3 * len(bars) + 1)), dpi=100)
+    names = [b[0] for b in bars][::-1]
+    values = [b[1] for b in bars][::-1]
+    colors = ["tab:blue" if n.startswith("input ") else "tab:orange" for n in names]
+    ax.barh(names, values, color=colors)
+    ax.set_xlabel("mean |attribution| (logits)")
+    ax.set_title("Attribution per input (blue) and per column (orange)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return f"mean |attribution| per input and per column on {view.get('rows', 0)} validation rows"
+
+
+def attribution_lines(view: Mapping[str, Any]) -> list[str]:
+    """The report's section: mean |attribution| per input and per column."""
+    lines = [
+        "## Attribution per input and per column",
+        "",
+        f"Mean |attribution| in logits over {view.get('rows', 0)} validation rows "
+        "(`transfuse explain` gives every row's; see docs/explain.md): each input's exact "
+        "Shapley value, and each column's share of its input.",
+        "",
+        "| input or column | mean abs. attribution | method |",
+        "| --- | ---: | --- |",
+    ]
+    methods = view.get("methods", {})
+    for name, value in sorted(view.get("inputs", {}).items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {value:.4f} | {methods.get(name, '')} |")
+    for name, value in sorted(view.get("columns", {}).items(), key=lambda kv: -kv[1]):
+        lines.append(f"| `{name}` | {value:.4f} | |")
+    return [*lines, ""]

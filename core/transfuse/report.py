@@ -89,6 +89,8 @@ class ReportData:
     risk: RiskData | None = None
     #: The fairness section's markdown (transfuse.fairness), empty without report.groups.
     fairness: str = ""
+    #: Mean |attribution| per input and column on validation rows (transfuse.reasons).
+    attribution: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_report(directory: Path, data: ReportData) -> list[str]:
@@ -109,6 +111,10 @@ def write_report(directory: Path, data: ReportData) -> list[str]:
         plots["learning_curve.png"] = _learning_curve(directory / "learning_curve.png", data)
     if data.importance:
         plots["modalities.png"] = _modalities(directory / "modalities.png", data)
+    if data.attribution:
+        from transfuse.reasons import attribution_plot
+
+        plots["attribution.png"] = attribution_plot(directory / "attribution.png", data.attribution)
     files += list(plots)
     risk = write_risk(directory, data.risk) if data.risk is not None else None
     files += risk.files if risk else []
@@ -367,6 +373,10 @@ def _markdown(data: ReportData, plots: Mapping[str, str], risk: Sequence[str] = 
         for name, imp in sorted(data.importance.items(), key=lambda kv: -kv[1]["drop"]):
             lines.append(f"| {name} | {_fmt(imp['metric'])} | {_fmt(imp['drop'])} |")
         lines.append("")
+    if data.attribution:
+        from transfuse.reasons import attribution_lines
+
+        lines += attribution_lines(data.attribution)
     if plots:
         lines += ["## Plots", ""]
         for file, caption in plots.items():

@@ -52,7 +52,7 @@ CONFIG: dict[str, Any] = {
     "data": {"key": "id"},
     "inputs": {
         "applicant": {"encoder": "tabular.mlp", "columns": ["income_gap", "age", "home"]},
-        "job": {"encoder": "text.tfidf", "column": "job", "options": {"char_ngrams": 0}},
+        "job": {"encoder": "text.bag-of-words", "column": "job", "options": {"buckets": 1024}},
     },
     "train": {"epochs": 8, "batch_size": 32, "lr": 1e-2, "device": "cpu", "progress": False},
 }
@@ -204,3 +204,34 @@ def test_rows_missing_a_column_are_a_one_line_error(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'age'" in err
     assert not out.exists()
+
+
+def test_the_report_shows_attribution_per_input_and_column(run: Path) -> None:
+    report = (run / "report.md").read_text("utf-8")
+    assert "## Attribution per input and per column" in report
+    assert "attribution.png" in report and (run / "attribution.png").is_file()
+    view = json.loads((run / "metrics.json").read_text("utf-8"))["attribution"]
+    columns = view["columns"]
+    assert max(columns, key=columns.get) == "applicant.income_gap"
+    assert set(view["inputs"]) == {"applicant", "job"} and view["rows"] > 0
+
+
+def test_saliency_maps_are_written_as_pictures(tmp_path: Path) -> None:
+    from transfuse.explain import Explanations, InputParts
+    from transfuse.reasons import write_maps
+
+    saliency = np.outer(np.arange(8.0), np.ones(6))
+    parts = InputParts(
+        labels=[["centre"], []], scores=[np.ones(1), np.zeros(0)], raw=[np.ones(1), np.zeros(0)],
+        values=[[""], []], notes=[[""], []], method="m", baseline="b", complete=False,
+        fixed=None, maps=[saliency, None],
+    )  # fmt: skip
+    explained = Explanations(
+        index=pd.RangeIndex(2), output="logit", logit=np.ones(2), baseline=np.zeros(2),
+        inputs={"statement": np.ones(2)}, parts={"statement": parts},
+    )  # fmt: skip
+    assert write_maps(explained, ["app/1", "app 2"], tmp_path / "maps") == 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "maps" / "app_1_statement.png") as picture:
+        assert picture.size == (6, 8)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from transfuse.testing import check_explanation
-from transfuse_tabular.explain import describe, reference_row
+from transfuse_tabular.explain import describe, reference_rows
 
 from .conftest import build, make_frame, make_task
 
@@ -25,7 +25,7 @@ def test_integrated_gradients_obey_the_contract(tabular, name: str) -> None:
     assert parts.delta is not None and float(np.median(parts.delta)) < 5e-3
 
 
-def test_integrated_gradients_add_up_to_the_row_minus_the_reference_row(tabular) -> None:
+def test_integrated_gradients_add_up_to_the_row_minus_the_reference_rows(tabular) -> None:
     frame = make_frame(20)
     encoder = build(tabular, "tabular.mlp", dim=8, embedding_dim=4)
     encoder.fit(frame)
@@ -39,9 +39,10 @@ def test_integrated_gradients_add_up_to_the_row_minus_the_reference_row(tabular)
     assert encoder.schema is not None
     with torch.no_grad():
         rows = logit(encoder(encoder.prepare(frame)), torch.arange(20))
-        reference = logit(encoder(encoder.prepare(reference_row(encoder.schema))), torch.zeros(1))
+        references = encoder(encoder.prepare(reference_rows(encoder.schema)))
+        reference = logit(references, torch.zeros(len(references))).mean()
     gap = np.array([s.sum() for s in parts.scores]) - (rows - reference).numpy()
-    assert np.allclose(np.abs(gap), parts.delta, atol=1e-5)  # the delta is the real gap
+    assert np.all(np.abs(gap) <= parts.delta + 1e-5)  # the deltas bound the real gap
     assert np.abs(gap).max() < 2e-2
 
 
