@@ -154,7 +154,7 @@ def test_the_encoder_and_strategy_work_in_a_train_and_a_transfer_run(registered,
         pytest.skip("transfuse-strategies is not installed")
     rows = tmp_path / "rows.csv"
     lines = ["notes,y"] + [
-        f"{'late again' if i % 3 == 0 else 'steady pay'} {i},{int(i % 3 == 0)}" for i in range(60)
+        f"{'late again' if i % 3 == 0 else 'steady pay'} {i},{int(i % 3 == 0)}" for i in range(40)
     ]
     rows.write_text("\n".join(lines) + "\n", "utf-8")
     source = tmp_path / "source.yaml"
@@ -163,7 +163,7 @@ def test_the_encoder_and_strategy_work_in_a_train_and_a_transfer_run(registered,
         f"data: {{source: probe-source, options: {{path: {rows}, target: y}}}}\n"
         "inputs: {notes: {encoder: text.probe-encoder, column: notes, options: {dim: 8}}}\n"
         "fusion: {method: fusion.probe-fusion, options: {dim: 8}}\n"
-        "train: {epochs: 2, batch_size: 16, device: cpu, progress: false}\n",
+        "train: {epochs: 1, batch_size: 16, device: cpu, progress: false}\n",
         "utf-8",
     )
     assert main(["config", "validate", str(source)]) == 0
