@@ -12,6 +12,7 @@ which name the request model built at start-up.)
 
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -178,11 +179,21 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:
-    """DataFrame rows as plain JSON-able dicts (numpy scalars made Python ones)."""
+    """DataFrame rows as plain JSON values (numpy scalars made Python ones, NaN null)."""
     out = []
     for row in frame.to_dict(orient="records"):
-        out.append({str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+        out.append({str(k): _json_value(v) for k, v in row.items()})
     return out
+
+
+def _json_value(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for what ``json`` cannot encode (numpy scalars in encoders' notes)."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 class BodyLimit:
@@ -234,7 +245,7 @@ def _shape(value: Any) -> str:
 
 def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
     """The FastAPI app for one run (``scorer``: an already loaded one)."""
-    from fastapi import Body, FastAPI, Request
+    from fastapi import Body, FastAPI, Request, Response
     from fastapi.responses import JSONResponse
     from pydantic import Discriminator, Tag, conlist
 
@@ -280,13 +291,15 @@ def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
         return scorer.metadata()
 
     @app.post("/predict", summary="Score one row (an object) or several (a list)")
-    def predict(payload: Annotated[Payload, Body()]) -> dict[str, Any]:
+    def predict(payload: Annotated[Payload, Body()]) -> Response:
         many = isinstance(payload, list)
         records, notes = scorer.predict(list(payload) if many else [payload], many)
         out: dict[str, Any] = {"predictions": records} if many else {"prediction": records[0]}
         if notes:
             out["notes"] = notes
-        return out
+        # Plain JSON values already: encoded once, without FastAPI's generic encoder.
+        text = json.dumps(out, allow_nan=False, default=_plain)
+        return Response(text, media_type="application/json")
 
     if hasattr(scorer.pipeline, "explain"):
 
