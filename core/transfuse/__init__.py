@@ -64,6 +64,7 @@ _LAZY = {
     "Pipeline": "transfuse.pipeline",
     "load": "transfuse.pipeline",
     "transfer": "transfuse.workflow",
+    "read_rows": "transfuse.tables",
 }
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load",
+    "read_rows",
     "transfer",
 ]
 

@@ -26,15 +26,11 @@ def checkpoint_dir(out: Path) -> Path:
 
 
 def read_rows(path: str | Path, where: str = "--data") -> Any:
-    """A CSV or parquet file (or a folder of parquet files) as a DataFrame (relative file
-    paths in it made absolute)."""
-    from transfuse.data import read_table
-    from transfuse.plugins import get_plugin_manager
+    """A CSV or parquet file as a DataFrame (relative file paths in it made absolute
+    against its folder): :func:`transfuse.tables.read_rows`, the API's reader too."""
+    from transfuse.tables import read_rows as read
 
-    file = Path(path).expanduser()
-    if not file.exists():
-        raise DataError("no such file", where=f"{where} {file}", fix="check the path")
-    return read_table(None, str(file), {}, get_plugin_manager(), where=where)
+    return read(path, where)
 
 
 def write_rows(frame: Any, path: str | Path) -> None:

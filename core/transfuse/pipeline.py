@@ -482,7 +482,7 @@ class Pipeline:
 
     def predict_scores(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | str | Path,
         tables: Mapping[str, pd.DataFrame] | None = None,
         *,
         how: str = "tables={{{name!r}: frame}}",
@@ -495,7 +495,7 @@ class Pipeline:
 
         self._require_fitted()
         assert self.task is not None and self.model is not None and self.device is not None
-        df = self.join(df, tables, how=how)
+        df = self.join(rows_of(df), tables, how=how)
         check_columns(df, self.config, target=False)
         logits = predict_logits(self.model, self.frame_batches(df), self.device)
         self.predict_report = self.data_report(df)
@@ -513,14 +513,16 @@ class Pipeline:
 
     def predict(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | str | Path,
         tables: Mapping[str, pd.DataFrame] | None = None,
         *,
         how: str = "tables={{{name!r}: frame}}",
     ) -> pd.DataFrame:
         """A score column per class (or a ``prediction`` column), index aligned with ``df``;
         ``tables`` gives the joined tables by name (see :meth:`join`). With a
-        ``scorecard`` section a ``points`` column follows (transfuse.scorecard)."""
+        ``scorecard`` section a ``points`` column follows (transfuse.scorecard). ``df`` may
+        be a CSV or parquet path, read as ``transfuse predict --data`` reads it."""
+        df = rows_of(df)
         scores = self.predict_scores(df, tables, how=how)
         columns = self.score_columns()
         if scores.shape[1] == 1 and len(columns) == 2:  # binary: add the negative class
@@ -534,7 +536,7 @@ class Pipeline:
 
     def explain(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | str | Path,
         tables: Mapping[str, pd.DataFrame] | None = None,
         *,
         top: int = 4,
@@ -545,12 +547,12 @@ class Pipeline:
         from transfuse.explain import explain_rows
         from transfuse.reasons import code_table, explanation_frame
 
-        explained = explain_rows(self, df, tables=tables)
+        explained = explain_rows(self, rows_of(df), tables=tables)
         return explanation_frame(explained, top=top, codes=code_table(self))
 
     def evaluate(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | str | Path,
         tables: Mapping[str, pd.DataFrame] | None = None,
         *,
         how: str = "tables={{{name!r}: frame}}",
@@ -562,7 +564,7 @@ class Pipeline:
 
         self._require_fitted()
         assert self.task is not None and self.model is not None and self.device is not None
-        df = self.join(df, tables, how=how)
+        df = self.join(rows_of(df), tables, how=how)
         check_columns(df, self.config)
         labelled = df[df[self.config.task.target].notna()]
         if labelled.empty:
@@ -666,6 +668,17 @@ class Pipeline:
             risk=self._risk,
             fairness=fairness_markdown(self.metrics.get("fairness", {})),
         )
+
+
+def rows_of(rows: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """A DataFrame as given, or a CSV/parquet path read as the CLI reads ``--data``
+    (relative file paths inside it taken from its folder; a DataFrame's relative paths are
+    taken from the working directory, as for any file name in Python)."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    from transfuse.tables import read_rows
+
+    return read_rows(rows, where="rows")
 
 
 def _classifies(task: Task) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "join_tables",
     "load_frame",
     "need_columns",
+    "read_rows",
     "read_table",
     "resolve_relative_paths",
     "table_names",
@@ -84,6 +85,23 @@ def read_table(
     if file is not None:
         frame = resolve_relative_paths(frame, file.parent)
     return frame
+
+
+def read_rows(path: str | Path, where: str = "--data") -> pd.DataFrame:
+    """Rows to score or evaluate, read from a CSV or parquet file (or a folder of parquet
+    files) as ``transfuse predict --data`` reads them: relative file paths inside it (an
+    image, a recording) are taken from the file's folder. ``Pipeline.predict`` and friends
+    call this when given a path instead of a DataFrame."""
+    from transfuse.plugins import get_plugin_manager
+
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise DataError(
+            f"no such file (working directory: {Path.cwd()})",
+            where=f"{where} {file}",
+            fix="check the path",
+        )
+    return read_table(None, str(file), {}, get_plugin_manager(), where=where)
 
 
 def resolve_relative_paths(frame: pd.DataFrame, base: Path) -> pd.DataFrame:

@@ -204,3 +204,20 @@ def test_from_yaml_reads_data_relative_to_the_file(tmp_path, kit_manager):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
     pipeline = Pipeline.from_yaml(tmp_path / "p.yaml", manager=kit_manager).fit()
     assert pipeline.metrics["splits"]["train"] + pipeline.metrics["splits"]["validation"] == 96
+
+
+def test_the_api_reads_a_rows_file_as_the_cli_does(trained, tmp_path, monkeypatch):
+    """A path given to predict/evaluate is read like ``--data``: relative file paths in it
+    are taken from the file's folder, whatever the working directory."""
+    rows = kit.frame(30, seed=5)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    rows.assign(doc="docs/a.txt").to_csv(tmp_path / "rows.csv", index=False)
+    monkeypatch.chdir(tmp_path.parent)  # somewhere else
+    read = transfuse.read_rows(tmp_path / "rows.csv")
+    assert read["doc"].iloc[0] == str(tmp_path.resolve() / "docs" / "a.txt")
+    by_path = trained.predict(str(tmp_path / "rows.csv"))
+    np.testing.assert_allclose(by_path.to_numpy(), trained.predict(rows).to_numpy(), atol=1e-6)
+    assert trained.evaluate(tmp_path / "rows.csv") == pytest.approx(trained.evaluate(rows))
+    with pytest.raises(DataError, match="no such file"):
+        trained.predict(tmp_path / "missing.csv")
