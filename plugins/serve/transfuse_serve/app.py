@@ -191,6 +191,30 @@ def _json_value(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def _plain_error(error: Any) -> dict[str, Any]:
+    """A validation error that JSON can carry: the input echoed only when it is a short
+    scalar (a non-finite number as its text; never a whole list of rows back)."""
+    out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+    value = error.get("input")
+    if isinstance(value, float) and not math.isfinite(value):
+        out["input"] = str(value)
+    elif (
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= 200)
+    ):
+        out["input"] = value
+    return out
+
+
+def _json_response(content: Any, status: int) -> Any:
+    """A JSON response whatever the text holds (lone surrogates escaped, not an error)."""
+    from fastapi import Response
+
+    text = json.dumps(content, allow_nan=False, default=_plain, ensure_ascii=True)
+    return Response(text, status_code=status, media_type="application/json")
+
+
 def _plain(value: Any) -> Any:
     """A JSON value for what ``json`` cannot encode (numpy scalars in encoders' notes)."""
     return value.item() if hasattr(value, "item") else str(value)
@@ -246,6 +270,7 @@ def _shape(value: Any) -> str:
 def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
     """The FastAPI app for one run (``scorer``: an already loaded one)."""
     from fastapi import Body, FastAPI, Request, Response
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import Discriminator, Tag, conlist
 
@@ -266,6 +291,10 @@ def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.scorer = scorer
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _json_response({"detail": [_plain_error(e) for e in exc.errors()]}, 422)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:

@@ -11,6 +11,7 @@ under the server's root, read by :class:`FileReader` and handed to the encoder a
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     Base64Bytes,
     BaseModel,
     ConfigDict,
@@ -44,9 +46,29 @@ __all__ = [
 
 
 def _scalar(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("give a finite number, or null for a missing value")
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise ValueError("give a number, a string, true/false or null")
+
+
+def _utf8(value: Any) -> Any:
+    """Refuse text that is no UTF-8 (a lone surrogate such as ``"\\ud800"``), in nested
+    values too; no encoder or file system has to meet it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the text is not valid UTF-8 (a lone surrogate)") from None
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _utf8(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _utf8(key)
+            _utf8(item)
+    return value
 
 
 #: A JSON scalar, with one error (not one per member of the union) when it is not one.
@@ -124,7 +146,7 @@ def row_model(columns: list[Column], name: str = "Row") -> type[BaseModel]:
     for column in columns:
         if column.modality == "key":
             fields[column.field] = (
-                str | int | None,
+                Annotated[str | int | None, AfterValidator(_utf8)],
                 Field(None, alias=column.name, description="The row's key, echoed back."),
             )
             continue
@@ -133,7 +155,8 @@ def row_model(columns: list[Column], name: str = "Row") -> type[BaseModel]:
         description = (
             f"inputs {', '.join(column.inputs)} ({column.modality}{'; ' if what else ''}{what})"
         )
-        fields[column.field] = (annotation, Field(..., alias=column.name, description=description))
+        checked = Annotated[annotation, AfterValidator(_utf8)]  # type: ignore[valid-type]
+        fields[column.field] = (checked, Field(..., alias=column.name, description=description))
     model: type[BaseModel] = create_model(
         name, __config__=ConfigDict(extra="forbid", populate_by_name=False), **fields
     )

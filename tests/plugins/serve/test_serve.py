@@ -99,16 +99,31 @@ GOOD = {"id": 1, "income": 52000.0, "age": 41, "purpose": "car", "owns_home": Tr
         ({**GOOD, "incme": 1.0}, "incme"),  # an unknown (misspelled) key
         ({**GOOD, "income": {"value": 1}}, "income"),  # not a scalar
         ([GOOD, {**GOOD, "purpose": [1, 2]}], "purpose"),  # the second row's column
+        ({**GOOD, "purpose": "car\ud800"}, "purpose"),  # no UTF-8 text (a lone surrogate)
+        ({**GOOD, "id": "\udfff"}, "id"),  # the key too
     ],
-    ids=["missing", "unknown", "object", "second-row"],
+    ids=["missing", "unknown", "object", "second-row", "surrogate", "surrogate-key"],
 )
 def test_a_malformed_row_gets_422_naming_the_field(client, body, field):
-    answer = client.post("/predict", json=body)
+    content = json.dumps(body).encode()  # ASCII: lone surrogates as \\u escapes
+    answer = client.post("/predict", content=content, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     (error,) = answer.json()["detail"]  # one error, naming the field
     many = isinstance(body, list)
     assert error["loc"] == (["body", "rows", 1, field] if many else ["body", "row", field])
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_a_number_that_is_not_finite_gets_422(client, number):
+    body = json.dumps({**GOOD, "income": 0.5}).replace("0.5", "@").encode()
+    answer = client.post(
+        "/predict",
+        content=body.replace(b"@", number),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "row", "income"]
 
 
 def test_a_value_the_encoder_refuses_gets_422_naming_the_column(client):
@@ -120,13 +135,21 @@ def test_a_value_the_encoder_refuses_gets_422_naming_the_column(client):
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"{not json", b"", b"[]", b"42", b'"text"', b"null"],
-    ids=["broken", "empty", "no-rows", "number", "string", "null"],
+    ("content", "status"),
+    [
+        (b"{not json", 422),
+        (b"", 422),
+        (b"[]", 422),
+        (b"42", 422),
+        (b'"text"', 422),
+        (b"null", 422),
+        (b"[" * 20_000 + b"]" * 20_000, 400),  # past the JSON parser's recursion limit
+    ],
+    ids=["broken", "empty", "no-rows", "number", "string", "null", "deeply-nested"],
 )
-def test_a_body_that_is_no_row_gets_422(client, content):
+def test_a_body_that_is_no_row_gets_4xx(client, content, status):
     answer = client.post("/predict", content=content, headers={"content-type": "application/json"})
-    assert answer.status_code == 422, answer.text
+    assert answer.status_code == status, answer.text
     assert client.get("/health").status_code == 200
 
 
