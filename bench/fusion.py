@@ -127,6 +127,26 @@ DATASETS: dict[str, Callable[[], Dataset]] = {
     "movies": load_movies,
 }
 
+
+def with_noise(data: Dataset, variant: str) -> Dataset:
+    """A copy in which one input carries no signal (issue 27's two regimes, from real data):
+    ``table-noise`` permutes the table's rows as a block (each row keeps a real, whole table
+    row, of another loan or tweet), ``text-noise`` shuffles the texts across rows. Fixed
+    permutation (seed 0), made before the split."""
+    if variant == "none":
+        return data
+    frame = data.frame.copy()
+    order = np.random.default_rng(0).permutation(len(frame))
+    if variant == "table-noise":
+        frame[data.table] = frame[data.table].to_numpy()[order]
+        frame[data.table] = frame[data.table].astype(data.frame[data.table].dtypes.to_dict())
+    elif variant == "text-noise":
+        frame[data.text] = frame[data.text].to_numpy()[order]
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    return Dataset(f"{data.name}:{variant}", frame, data.text, data.numeric, data.categorical)
+
+
 # -- the baselines ------------------------------------------------------------------------
 
 
@@ -151,6 +171,28 @@ def tfidf_logistic(data: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> Ti
     x_test = hstack([v.transform(texts["test"]) for v in vectorizers]).tocsr()
     scores = np.asarray(model.predict_proba(x_test)[:, 1])
     return scores, trained - started, time.perf_counter() - trained
+
+
+def autogluon(
+    data: Dataset, train: pd.DataFrame, test: pd.DataFrame, python: str, limit: float
+) -> Timed:
+    """AutoGluon-Tabular (``medium_quality``, ``limit`` seconds) on the text and table
+    columns, in its own interpreter (``bench/autogluon_arm.py``); the split goes through
+    parquet files. The wall times are AutoGluon's fit and predict_proba, timed there."""
+    import subprocess
+    import tempfile
+
+    columns = [data.text, *data.table, LABEL]
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / name for name in ("train.parquet", "test.parquet", "out.json")]
+        train[columns].to_parquet(paths[0])
+        test[columns].to_parquet(paths[1])
+        script = Path(__file__).resolve().parent / "autogluon_arm.py"
+        command = [python, str(script), *map(str, paths), "--label", LABEL, "--text", data.text]
+        subprocess.run([*command, "--time-limit", str(limit)], check=True)
+        out = json.loads(paths[2].read_text("utf-8"))
+    print(f"           AutoGluon's best model: {out['best_model']}", flush=True)
+    return np.asarray(out["scores"]), out["train_seconds"], out["predict_seconds"]
 
 
 def lightgbm_table(data: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> Timed:
@@ -193,6 +235,19 @@ def _minilm(data: Dataset) -> dict[str, Any]:
     return {"encoder": "text.sentence-transformer", "column": data.text}
 
 
+def _preset(name: str, data: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A registered preset's inputs (its text input on the data's text column, its table
+    input on the data's table columns) and fusion."""
+    from transfuse.config import load_pipeline
+
+    config = load_pipeline(name).to_dict()
+    columns = {"text": {"column": data.text}, "table": {"columns": data.table}}
+    inputs = {key: {**spec, **columns[key]} for key, spec in config["inputs"].items()}
+    for spec in inputs.values():
+        spec.pop("columns" if "column" in spec and spec.get("column") else "column", None)
+    return inputs, config["fusion"]
+
+
 STACK = {"method": "fusion.stack", "options": {"dim": 64, "modality_dropout": 0.2}}
 #: Linear heads: each starts at its encoder's own model (text.tfidf's warm-started logistic
 #: regression, tabular.gbdt's raw score), and the refit weighs them (issue 27).
@@ -233,6 +288,9 @@ ARMS: dict[str, Callable[[Dataset], tuple[dict[str, Any], dict[str, Any]]]] = {
         {"text": _tfidf(d), "table": _table(d)},
         LINEAR,
     ),
+    "transfuse tabular.gbdt, linear head": lambda d: ({"table": _table(d)}, LINEAR),
+    # The text-table preset (plugins/text), its columns renamed to the data's (issue 27).
+    "preset text-table": lambda d: _preset("text-table", d),
     "transfuse tfidf warm frozen + table, linear heads": lambda d: (
         {"text": _tfidf(d, frozen=True), "table": _table(d)},
         LINEAR,
@@ -309,7 +367,16 @@ def _refit(pipeline: Any, test: pd.DataFrame, seed: int) -> dict[str, Any]:
     return {"auc": scored["auc"], "validation_auc": scored["val"], "refit": record}
 
 
-def run(data: Dataset, seeds: list[int], arms: list[str]) -> dict[str, list[dict[str, Any]]]:
+AUTOGLUON = "AutoGluon-Tabular medium_quality"
+
+
+def run(
+    data: Dataset,
+    seeds: list[int],
+    arms: list[str],
+    autogluon_python: str | None = None,
+    autogluon_limit: float = 600.0,
+) -> dict[str, list[dict[str, Any]]]:
     """Every arm on every seed's split: ``{arm: [{"auc", "seconds", ...} per seed]}``."""
     results: dict[str, list[dict[str, Any]]] = {}
     for seed in seeds:
@@ -331,6 +398,16 @@ def run(data: Dataset, seeds: list[int], arms: list[str]) -> dict[str, list[dict
         auc = float(roc_auc_score(test[LABEL], sum(scores.values()) / len(scores)))
         results.setdefault(AVERAGE, []).append({"seed": seed, "auc": auc, "seconds": 0.0})
         print(f"seed {seed}  {AVERAGE:<48} {auc:.4f}", flush=True)
+        if autogluon_python:
+            found, fitted, predicted = autogluon(data, train, test, autogluon_python,
+                                                 autogluon_limit)  # fmt: skip
+            auc = float(roc_auc_score(test[LABEL], found))
+            row = {"seed": seed, "auc": auc, "seconds": fitted + predicted,
+                   "train_seconds": fitted, "predict_seconds": predicted,
+                   "time_limit": autogluon_limit}  # fmt: skip
+            results.setdefault(AUTOGLUON, []).append(row)
+            print(f"seed {seed}  {AUTOGLUON:<48} {auc:.4f}  ({fitted:.1f} s + {predicted:.1f} s, "
+                  f"limit {autogluon_limit:g} s)", flush=True)  # fmt: skip
         for arm in arms:
             started = time.perf_counter()
             row = {"seed": seed, **transfuse_arm(arm, data, train, test, seed)}
@@ -386,13 +463,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="*", default=list(ARMS), help="transfuse arms to run")
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument(
+        "--variant",
+        choices=["none", "table-noise", "text-noise"],
+        default="none",
+        help="make one input noise: the table's rows permuted, or the texts shuffled",
+    )
+    parser.add_argument(
+        "--autogluon-python",
+        help="an interpreter with autogluon.tabular installed (its own venv): adds the "
+        "AutoGluon-Tabular arm",
+    )
+    parser.add_argument(
+        "--autogluon-time-limit", type=float, default=600.0, help="AutoGluon's time_limit, s"
+    )
     args = parser.parse_args(argv)
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arms {unknown}; choose from {list(ARMS)}")
-    data = DATASETS[args.data]()
+    data = with_noise(DATASETS[args.data](), args.variant)
     print(f"{data.name}: {len(data.frame)} rows, positive rate {data.frame[LABEL].mean():.3f}")
-    results = run(data, args.seeds, args.arms)
+    results = run(data, args.seeds, args.arms, args.autogluon_python, args.autogluon_time_limit)
     print(summary(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), "utf-8")

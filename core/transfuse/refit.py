@@ -32,6 +32,8 @@ __all__ = ["PENALTIES", "HeldOut", "choose_combination", "refit_fusion"]
 PENALTIES = (0.0, 0.001, 0.01, 0.1)
 FOLDS = 5
 MIN_ROWS = 50  # fewer held-out rows than this: keep the joint combination
+#: Metrics that only rank the rows: one input's logit rescaled scores the same.
+RANK_METRICS = frozenset({"roc_auc", "gini", "average_precision", "pr_auc", "ks"})
 
 
 @dataclass
@@ -170,6 +172,9 @@ def choose_combination(
     }
     if rows < MIN_ROWS:
         return {**joint, "scores": {}, "note": f"{rows} held-out rows: too few to refit"}
+    if m == 1 and k == 1 and interaction is None and held.metric in RANK_METRICS:
+        # one logit: a refit rescales it, which leaves a ranking metric as it is
+        return {**joint, "scores": {}, "note": "one input: nothing to weigh"}
     fixed: dict[str, dict[str, Any]] = {"joint": joint}
     for i, name in enumerate(names):
         alone = torch.zeros(m, k)

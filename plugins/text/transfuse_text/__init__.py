@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from transfuse import EncoderEntry, hookimpl
+from transfuse import EncoderEntry, PipelineEntry, hookimpl
 from transfuse_text.options import BagOfWordsOptions, SentenceTransformerOptions, TfidfOptions
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ __all__ = [
     "TfidfOptions",
     "transfuse_encoders",
     "transfuse_infer_modality",
+    "transfuse_pipelines",
 ]
 
 __version__ = "0.1.0"
@@ -52,6 +53,19 @@ def transfuse_encoders() -> list[EncoderEntry]:
             description="Fitted word + character n-gram TF-IDF into a trainable linear layer "
             "(the TF-IDF + logistic regression baseline, inside the model).",
         ),
+    ]
+
+
+@hookimpl
+def transfuse_pipelines() -> list[PipelineEntry]:
+    """``text-table``: the recommended text + table recipe, as a template to name columns in."""
+    return [
+        PipelineEntry(
+            name="text-table",
+            resource="transfuse_text.presets:text_table.yaml",
+            description="Template: text.tfidf (warm-started at a logistic regression) + "
+            "tabular.gbdt, fusion.stack with linear heads and refit weights; name your columns.",
+        )
     ]
 
 

@@ -29,7 +29,7 @@ def test_the_installed_plugin_is_active_with_its_encoders() -> None:
     assert records["text"].status == "active", records["text"].error
     assert records["text"].distribution == "transfuse-text"
     names = sorted(c.name for c in records["text"].components)
-    assert names == ["text.bag-of-words", "text.sentence-transformer", "text.tfidf"]
+    assert names == ["text-table", "text.bag-of-words", "text.sentence-transformer", "text.tfidf"]
 
 
 @pytest.mark.parametrize("options", [SentenceTransformerOptions, BagOfWordsOptions, TfidfOptions])

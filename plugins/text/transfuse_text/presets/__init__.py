@@ -1,0 +1,1 @@
+"""Pipeline presets shipped as YAML package data (registered in ``transfuse_text``)."""
