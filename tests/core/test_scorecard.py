@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import runtime_kit as kit
 
+import transfuse
 from transfuse import ConfigError, Pipeline, PluginManager
 from transfuse.config import ScorecardConfig
 from transfuse.scorecard import (
@@ -157,3 +159,37 @@ def test_the_report_shows_cutoffs_bands_gains_and_intervals(card_run, tmp_path):
     assert "| good |" in report and "| bad |" in report
     assert (run / "gains.png").stat().st_size > 0
     assert "(gains.png)" in report
+
+
+@pytest.fixture
+def kit_manager(register_plugin, transfuse_manager, tmp_path, monkeypatch):
+    return kit.install(register_plugin, transfuse_manager, tmp_path, monkeypatch)
+
+
+def test_the_commands_predict_points_and_evaluate_calibrated_scores(tmp_path, kit_manager, capsys):
+    from transfuse.cli import main
+
+    kit.frame(200).to_csv(tmp_path / "rows.csv", index=False)
+    kit.frame(30, seed=4).to_csv(tmp_path / "new.csv", index=False)
+    config = kit.config(
+        data={"path": "rows.csv"},
+        train={"epochs": 2},
+        scorecard={"base_score": 500, "base_odds": 20, "pdo": 40},
+        report={"bootstrap_rounds": 100},
+    )
+    (tmp_path / "pipeline.yaml").write_text(json.dumps(config))
+    run, out = tmp_path / "run", tmp_path / "scores.csv"
+    assert main(["train", str(tmp_path / "pipeline.yaml"), "--out", str(run)]) == 0
+    assert (run / "calibration.json").is_file()
+    assert main(["predict", str(run), "--data", str(tmp_path / "new.csv"), "--out", str(out)]) == 0
+    scores = pd.read_csv(out)
+    card = ScorecardConfig(base_score=500, base_odds=20, pdo=40)
+    assert np.allclose(scores["points"], points(scores["p_1"].to_numpy(), card), atol=1e-6)
+    loaded = transfuse.load(run)
+    assert np.allclose(scores["p_1"], loaded.predict(kit.frame(30, seed=4))["p_1"], atol=1e-9)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "new.csv"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["brier"] == pytest.approx(
+        np.mean((scores["p_1"].to_numpy() - kit.frame(30, seed=4)["y"].to_numpy()) ** 2)
+    )
