@@ -120,14 +120,23 @@ def iter_chunks(
         kind = "parquet"
         wanted = list(columns) if columns is not None else None
         try:
+            # pre_buffer off: with it, pyarrow keeps every row group it has read buffered
+            # until the file is closed, so memory grew with the file (200 MB more per 3M rows)
             if path.is_dir():
+                import pyarrow.dataset as ds
+
                 batches = _parquet_dataset(path).to_batches(
-                    columns=wanted, batch_size=chunk_rows, batch_readahead=1, fragment_readahead=1
+                    columns=wanted,
+                    batch_size=chunk_rows,
+                    batch_readahead=1,
+                    fragment_readahead=1,
+                    fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
                 )
             else:
                 import pyarrow.parquet as pq
 
-                batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=wanted)
+                reader = pq.ParquetFile(path, pre_buffer=False)
+                batches = reader.iter_batches(batch_size=chunk_rows, columns=wanted)
             parts: Iterator[pd.DataFrame] = (b.to_pandas() for b in batches)
         except Exception as exc:
             raise _unreadable(path, kind, exc) from None
