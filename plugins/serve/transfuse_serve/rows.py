@@ -11,6 +11,7 @@ under the server's root, read by :class:`FileReader` and handed to the encoder a
 
 from __future__ import annotations
 
+import binascii
 import math
 import os
 import stat
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    Base64Bytes,
     BaseModel,
     ConfigDict,
     Field,
@@ -86,12 +86,30 @@ VALUE_TYPES: dict[str, Any] = {
 }
 
 
+def _b64(value: Any) -> bytes:
+    """Strict base64 (pydantic's own decoder drops characters outside the alphabet, so
+    ``"***"`` would pass as empty bytes: a silently missing file)."""
+    if not isinstance(value, str):
+        raise ValueError("give the file's bytes as base64 text")
+    try:
+        return binascii.a2b_base64("".join(value.split()).encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("not valid base64 (RFC 4648: standard alphabet, padded)") from None
+
+
+Base64File = Annotated[
+    bytes,
+    PlainValidator(_b64),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
 class FileData(BaseModel):
     """A file's bytes in a request, base64-encoded."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base64: Base64Bytes = Field(description="The file's bytes, base64-encoded (RFC 4648).")
+    base64: Base64File = Field(description="The file's bytes, base64-encoded (RFC 4648).")
 
 
 FileValue = FileData | str | None

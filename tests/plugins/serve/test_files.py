@@ -157,11 +157,12 @@ def test_a_path_outside_the_root_gets_422_naming_the_field(image_client, image_r
     ("scan", "status"),
     [
         ({"base64": "***not base64***"}, 422),
+        ({"base64": "***"}, 422),  # no base64 character at all: not empty bytes
         ({"base64": base64.b64encode(b"no image at all").decode()}, 422),
         ({"path": "scan_0.png"}, 422),
         (12, 422),
     ],
-    ids=["bad-base64", "not-an-image", "unknown-key", "number"],
+    ids=["bad-base64", "no-base64", "not-an-image", "unknown-key", "number"],
 )
 def test_a_bad_file_value_gets_422(image_client, scan, status):
     answer = image_client.post("/predict", json={"income": 1.0, "purpose": "car", "scan": scan})
@@ -176,3 +177,5 @@ def test_metadata_says_the_image_is_a_file(image_client):
     assert column["column"] == "scan" and column["type"].startswith("file")
     assert meta["limits"]["files_by_path"] is True
     assert meta["components"]["inputs.scan.encoder"]["distribution"] == "transfuse-image"
+    schemas = image_client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["FileData"]["properties"]["base64"]["contentEncoding"] == "base64"
