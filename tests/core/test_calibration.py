@@ -36,11 +36,11 @@ def smoothed() -> Pipeline:
     toward 0.5, so the network is underconfident; calibrated by isotonic regression."""
     config = kit.config(
         task={"type": "binary", "target": "y", "options": {"label_smoothing": 0.6}},
-        train={"epochs": 4, "calibrate": "isotonic"},
+        train={"epochs": 3, "calibrate": "isotonic"},
         data={"test_size": 0.3, "validation_size": 0.3},
         report={"bootstrap_rounds": 200},
     )
-    return Pipeline.from_config(config, manager=_manager()).fit(kit.frame(900))
+    return Pipeline.from_config(config, manager=_manager()).fit(kit.frame(500))
 
 
 @pytest.fixture(scope="module")
