@@ -117,7 +117,7 @@ class Scorer:
         with self.lock:
             scores = self.pipeline.predict(frame)
             notes = dict(self.pipeline.predict_report)
-        if self.key is not None:
+        if self.key is not None and self.key.name not in scores.columns:
             scores.insert(0, self.key.name, frame[self.key.name].astype(object))
         return _records(scores), notes
 

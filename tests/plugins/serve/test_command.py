@@ -69,15 +69,16 @@ def test_the_command_serves_a_run_until_interrupted(tabular_run, needs_loopback,
     ("args", "message"),
     [
         (["serve", "{tmp}/no-run"], "RUN {tmp}/no-run: no such run directory"),
+        (["serve", "{tmp}", "--port", "{port}"], "{tmp}: not a complete transfuse run"),
         (["serve", "{run}", "--root", "{tmp}/absent"], "--root {tmp}/absent: no such folder"),
         (["serve", "{run}", "--port", "0"], "--port: port 0"),
         (["serve", "{run}", "--workers", "0"], "--workers: 0 workers"),
         (["serve", "{run}", "--max-rows", "0"], "--max-rows: 0 rows per request"),
     ],
-    ids=["no-run", "no-root", "bad-port", "no-workers", "no-rows"],
+    ids=["no-run", "not-a-run", "no-root", "bad-port", "no-workers", "no-rows"],
 )
 def test_a_bad_start_exits_2_with_one_line(tabular_run, tmp_path, capsys, args, message):
-    argv = [a.format(tmp=tmp_path, run=tabular_run) for a in args]
+    argv = [a.format(tmp=tmp_path, run=tabular_run, port=free_port()) for a in args]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message.format(tmp=tmp_path) in err
