@@ -102,3 +102,16 @@ def test_the_settings_reach_every_worker_process(tabular_run, monkeypatch):
     app = app_from_env()
     assert app.state.scorer.settings == settings
     assert Path(app.state.scorer.settings.run) == Path(tabular_run).absolute()
+
+
+def test_serve_help_imports_neither_the_web_stack_nor_torch():
+    probe = (
+        "import sys\nfrom transfuse.cli import main\ntry:\n    main(['serve', '--help'])\n"
+        "except SystemExit:\n    pass\nprint(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--root ROOT" in done.stdout
+    imported = set(json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"')))
+    assert "transfuse_serve" in imported  # the command's module was imported for its help
+    assert not imported & {"torch", "fastapi", "uvicorn", "starlette", "pandas", "numpy"}
