@@ -7,10 +7,11 @@ test metrics, ``report.md``, the plots and the run's JSON files as artifacts onc
 is saved, and the transfer lineage as tags. Without either variable nothing is tracked
 and mlflow is never imported.
 
-``log_model(run_dir)`` / ``save_model(run_dir, path)`` package a run directory as an
-MLflow pyfunc model ("models from code": nothing is pickled), so that
-``mlflow.pyfunc.load_model(uri).predict(frame)`` returns what ``transfuse predict``
-writes, and ``mlflow.pyfunc.spark_udf`` scores it on Spark.
+``log_model(run_dir)`` / ``save_model(run_dir, path)`` (or ``transfuse mlflow RUN
+[--save DIR] [--register NAME]``) package a run directory as an MLflow pyfunc model
+("models from code": nothing is pickled), so that ``mlflow.pyfunc.load_model(uri)
+.predict(frame)`` returns what ``transfuse predict`` writes, and
+``mlflow.pyfunc.spark_udf`` scores it on Spark.
 
 This module imports neither mlflow nor torch; both load on first use.
 """
@@ -21,12 +22,19 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transfuse import hookimpl
+from transfuse import CommandEntry, hookimpl
 
 if TYPE_CHECKING:
     from transfuse_mlflow.flavor import TransfuseModel, log_model, save_model
 
-__all__ = ["TransfuseModel", "log_model", "save_model", "tracking_enabled", "transfuse_on_event"]
+__all__ = [
+    "TransfuseModel",
+    "log_model",
+    "save_model",
+    "tracking_enabled",
+    "transfuse_commands",
+    "transfuse_on_event",
+]
 
 _LAZY = {
     "TransfuseModel": "transfuse_mlflow.flavor",
@@ -51,6 +59,18 @@ def transfuse_on_event(event: str, payload: Mapping[str, Any]) -> None:
     from transfuse_mlflow.tracking import tracker
 
     tracker().on_event(event, payload)
+
+
+@hookimpl
+def transfuse_commands() -> list[CommandEntry]:
+    """``transfuse mlflow RUN``: save or log a run as a pyfunc model."""
+    return [
+        CommandEntry(
+            name="mlflow",
+            factory="transfuse_mlflow.cli:configure",
+            description="save or log a trained run as an MLflow pyfunc model (and register it)",
+        )
+    ]
 
 
 def __getattr__(name: str) -> Any:

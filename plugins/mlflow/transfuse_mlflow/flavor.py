@@ -35,6 +35,11 @@ class TransfuseModel(PythonModel):
     with ``transfuse predict``, the ``data.key`` column is kept when the rows have it.
     """
 
+    #: MLflow reads ``predict``'s type hints as an input schema and wraps it to validate
+    #: them; ``predict`` has none on purpose (rows come as a DataFrame or records and the
+    #: signature comes from ``input_example``), so skip that instead of warning at import.
+    _skip_type_hint_validation = True
+
     def __init__(self) -> None:
         self.pipeline: Any = None
 

@@ -102,3 +102,17 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a transfuse run directory"):
         save_model(tmp_path, tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_the_mlflow_command_saves_or_logs_a_run(trained, store, tmp_path, capsys):
+    import mlflow
+
+    assert main(["mlflow", str(trained["run"]), "--save", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "MLmodel").is_file()
+    kit.rows(10).to_csv(tmp_path / "example.csv", index=False)
+    assert main(["mlflow", str(trained["run"]), "--example", str(tmp_path / "example.csv")]) == 0
+    uri = capsys.readouterr().out.split(" as ")[-1].split()[0]
+    schema = mlflow.pyfunc.load_model(uri).metadata.get_input_schema()
+    assert schema.input_names() == ["id", "debt", "income", "purpose", "note"]  # no label
+    assert main(["mlflow", str(tmp_path), "--save", str(tmp_path / "m2")]) == 2
+    assert "not a transfuse run directory" in capsys.readouterr().err
