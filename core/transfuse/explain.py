@@ -9,7 +9,8 @@ Two levels (``docs/explain.md``):
    ``logit(row) - logit(every input missing)``.
 2. **Inside each input**, the encoder's own method (:meth:`transfuse.bases.Encoder.attribute`):
    columns, words, events, frames, segments, pixels. Its raw scores are completed to the
-   input's Shapley value (the gap is spread over the parts in proportion to their size),
+   input's Shapley value (scaled when their sum has the same sign, which keeps their
+   order; otherwise the gap is spread over the parts in proportion to their size),
    so the parts of every input add up to the row's logit minus the baseline logit; the
    raw scores, the method and its own completeness error are kept beside them.
 
@@ -117,14 +118,18 @@ def shapley_weights(k: int) -> np.ndarray:
 
 
 def _complete(raw: np.ndarray, total: float) -> np.ndarray:
-    """``raw`` moved to add up to ``total``: the gap spread in proportion to ``|raw|``
-    (evenly when every part is 0). Parts the method found large take most of the gap."""
+    """``raw`` moved to add up to ``total``: scaled when the raw sum has the same sign
+    (the order of the parts is kept), otherwise the gap spread in proportion to ``|raw|``
+    (evenly when every part is 0)."""
     if not len(raw):
         return raw
+    found = float(raw.sum())
+    if found * total > 0:
+        return raw * (total / found)
     weight = np.abs(raw)
     mass = float(weight.sum())
     weight = weight / mass if mass > 0 else np.full(len(raw), 1.0 / len(raw))
-    return raw + (total - float(raw.sum())) * weight
+    return raw + (total - found) * weight
 
 
 def _target(model_logits: torch.Tensor, task: Any) -> torch.Tensor:
