@@ -6,14 +6,16 @@ and their versions, its inputs and their types); ``/docs`` and ``/openapi.json``
 ``POST /explain`` when the installed core has ``Pipeline.explain``. A bad request is a 422
 that names the field, a body over the limit a 413, and no request stops the server.
 
-(No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations,
-which name the request model built at start-up.)
+The request body is validated by pydantic-core from its bytes against the ``Row``
+TypedDict built at start-up (FastAPI's own body path is 3x slower); ``/openapi.json``
+carries its schema all the same.
 """
 
 import json
 import logging
 import math
 import os
+import re
 import socket
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -111,15 +113,21 @@ class Scorer:
         """The validated rows as the run's DataFrame."""
         return to_frame(rows, self.columns, self.files, many=many)
 
-    def predict(self, rows: list[Any], many: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Scores per row (the key column first when the run has one) and the encoders' notes."""
+    def predict_json(self, rows: list[dict[str, Any]], many: bool) -> str:
+        """The answer to ``/predict`` as JSON text: scores per row (the key column first
+        when the run has one) and the encoders' notes. Written by pandas' JSON writer
+        (15 significant digits), about 10x faster than building dicts."""
         frame = self.frame(rows, many)
         with self.lock:
             scores = self.pipeline.predict(frame)
             notes = dict(self.pipeline.predict_report)
         if self.key is not None and self.key.name not in scores.columns:
             scores.insert(0, self.key.name, frame[self.key.name].astype(object))
-        return _records(scores), notes
+        records = scores.to_json(orient="records", double_precision=15)
+        text = '{"predictions":' + records if many else '{"prediction":' + records[1:-1]
+        if notes:
+            text += ',"notes":' + json.dumps(notes, allow_nan=False, default=_plain)
+        return text + "}"
 
     def explain(self, rows: list[Any], many: bool) -> list[dict[str, Any]]:
         """``Pipeline.explain`` per row, as JSON records."""
@@ -178,17 +186,36 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
-    """DataFrame rows as plain JSON values (numpy scalars made Python ones, NaN null)."""
-    out = []
-    for row in frame.to_dict(orient="records"):
-        out.append({str(k): _json_value(v) for k, v in row.items()})
+#: pydantic's tags for the members of a union, at the end of an error's location.
+_TAG = re.compile(r"^(bool|int|float|str|none|FileData|(list|dict)\[.*\])$")
+
+
+def _fold(errors: list[Any]) -> list[dict[str, Any]]:
+    """Validation errors located under ``body``, one per field: a value that matches no
+    member of a union gets one error, not one per member."""
+    out: list[dict[str, Any]] = []
+    where: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        at = next(
+            (n for n, part in enumerate(loc) if isinstance(part, str) and _TAG.match(part)), None
+        )
+        if at is None:
+            out.append(_plain_error({**error, "loc": ("body", *loc)}))
+            continue
+        field, tag = ("body", *loc[:at]), loc[at]
+        folded = where.get(field)
+        if folded is None:
+            folded = where[field] = _plain_error({**error, "loc": field})
+            folded["type"], folded["msg"] = "no_kind_matches", ""
+            out.append(folded)
+        if tag in {"bool", "int", "float", "str"}:
+            kinds = "give a finite number, a string, true/false or null"
+            folded["msg"] = kinds if not folded["msg"] else folded["msg"]
+        else:
+            text = f"as {tag}: {error.get('msg')}"
+            folded["msg"] = f"{folded['msg']}; {text}" if folded["msg"] else text
     return out
-
-
-def _json_value(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _plain_error(error: Any) -> dict[str, Any]:
@@ -269,10 +296,11 @@ def _shape(value: Any) -> str:
 
 def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
     """The FastAPI app for one run (``scorer``: an already loaded one)."""
-    from fastapi import Body, FastAPI, Request, Response
+    from fastapi import FastAPI, Request, Response
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import Discriminator, Tag, conlist
+    from pydantic import Discriminator, Tag, TypeAdapter, ValidationError, conlist
 
     scorer = scorer or Scorer(settings)
     Row = scorer.Row
@@ -281,6 +309,24 @@ def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
         Union[Annotated[Row, Tag("row")], Annotated[Rows, Tag("rows")]],  # type: ignore[valid-type]  # noqa: UP007
         Discriminator(_shape),
     ]
+    # The body is validated by pydantic-core straight from its bytes (FastAPI's own path
+    # parses with json.loads and builds model instances: 3x slower); the OpenAPI page
+    # still shows the schema.
+    adapter: TypeAdapter[Any] = TypeAdapter(Payload)
+    body_schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    schemas = body_schema.pop("$defs", {})
+    body_doc = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}
+    }
+
+    def rows_of(body: bytes) -> tuple[list[dict[str, Any]], bool]:
+        try:
+            payload = adapter.validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        many = isinstance(payload, list)
+        return (payload if many else [payload]), many
+
     config = scorer.pipeline.config
     app = FastAPI(
         title=f"transfuse: {config.name}",
@@ -294,7 +340,7 @@ def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _json_response({"detail": [_plain_error(e) for e in exc.errors()]}, 422)
+        return _json_response({"detail": _fold(list(exc.errors()))}, 422)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -319,25 +365,45 @@ def create_app(settings: ServeSettings, scorer: Scorer | None = None) -> Any:
     def metadata() -> dict[str, Any]:
         return scorer.metadata()
 
-    @app.post("/predict", summary="Score one row (an object) or several (a list)")
-    def predict(payload: Annotated[Payload, Body()]) -> Response:
-        many = isinstance(payload, list)
-        records, notes = scorer.predict(list(payload) if many else [payload], many)
-        out: dict[str, Any] = {"predictions": records} if many else {"prediction": records[0]}
-        if notes:
-            out["notes"] = notes
-        # Plain JSON values already: encoded once, without FastAPI's generic encoder.
-        text = json.dumps(out, allow_nan=False, default=_plain)
+    @app.post(
+        "/predict", summary="Score one row (an object) or several (a list)", openapi_extra=body_doc
+    )
+    async def predict(request: Request) -> Response:
+        body = await request.body()  # over the limit: 413 (BodyLimit)
+
+        def work() -> str:
+            rows, many = rows_of(body)
+            return scorer.predict_json(rows, many)
+
+        text = await run_in_threadpool(work)  # the event loop stays free for /health
         return Response(text, media_type="application/json")
 
     if hasattr(scorer.pipeline, "explain"):
 
-        @app.post("/explain", summary="Why each row got its score (Pipeline.explain)")
-        def explain(payload: Annotated[Payload, Body()]) -> dict[str, Any]:
-            many = isinstance(payload, list)
-            records = scorer.explain(list(payload) if many else [payload], many)
-            return {"explanations": records} if many else {"explanation": records[0]}
+        @app.post(
+            "/explain",
+            summary="Why each row got its score (Pipeline.explain)",
+            openapi_extra=body_doc,
+        )
+        async def explain(request: Request) -> Response:
+            body = await request.body()
 
+            def work() -> dict[str, Any]:
+                rows, many = rows_of(body)
+                records = scorer.explain(rows, many)
+                return {"explanations": records} if many else {"explanation": records[0]}
+
+            return _json_response(await run_in_threadpool(work), 200)
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's page, with the request body's models among its schemas."""
+        page: dict[str, Any] = original()
+        page.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        return page
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -99,13 +99,11 @@ GOOD = {"id": 1, "income": 52000.0, "age": 41, "purpose": "car", "owns_home": Tr
         ({**GOOD, "incme": 1.0}, "incme"),  # an unknown (misspelled) key
         ({**GOOD, "income": {"value": 1}}, "income"),  # not a scalar
         ([GOOD, {**GOOD, "purpose": [1, 2]}], "purpose"),  # the second row's column
-        ({**GOOD, "purpose": "car\ud800"}, "purpose"),  # no UTF-8 text (a lone surrogate)
-        ({**GOOD, "id": "\udfff"}, "id"),  # the key too
     ],
-    ids=["missing", "unknown", "object", "second-row", "surrogate", "surrogate-key"],
+    ids=["missing", "unknown", "object", "second-row"],
 )
 def test_a_malformed_row_gets_422_naming_the_field(client, body, field):
-    content = json.dumps(body).encode()  # ASCII: lone surrogates as \\u escapes
+    content = json.dumps(body).encode()
     answer = client.post("/predict", content=content, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     (error,) = answer.json()["detail"]  # one error, naming the field
@@ -143,9 +141,10 @@ def test_a_value_the_encoder_refuses_gets_422_naming_the_column(client):
         (b"42", 422),
         (b'"text"', 422),
         (b"null", 422),
-        (b"[" * 20_000 + b"]" * 20_000, 400),  # past the JSON parser's recursion limit
+        (b"[" * 20_000 + b"]" * 20_000, 422),  # past the JSON parser's recursion limit
+        (json.dumps({**GOOD, "purpose": "car\ud800"}).encode(), 422),  # a lone surrogate
     ],
-    ids=["broken", "empty", "no-rows", "number", "string", "null", "deeply-nested"],
+    ids=["broken", "empty", "no-rows", "number", "string", "null", "deeply-nested", "surrogate"],
 )
 def test_a_body_that_is_no_row_gets_4xx(client, content, status):
     answer = client.post("/predict", content=content, headers={"content-type": "application/json"})
