@@ -24,14 +24,14 @@ per-row work (hashing, dedupe, cache writes and reads, batching, training) to me
     python bench/scale.py --sizes 10000 100000
     python bench/scale.py --device cuda --precision bf16
 
-``--predict 1000000 10000000`` measures streaming batch scoring instead: one run trained on
-20,000 rows, then a generated parquet file per size (written in chunks, with an ``id``
-column) scored by :func:`transfuse.scoring.predict_file` (what ``transfuse predict``
-runs) in a child process per size: rows per second and peak memory (RSS and anonymous
-heap), which should stay flat as the file grows tenfold.
+``--predict 1000000 10000000`` measures streaming batch scoring instead: one run trained
+on 20,000 rows (``--train-rows``), then a generated parquet file per size (written in
+chunks, with an ``id`` column) scored by :func:`transfuse.scoring.predict_file` (what
+``transfuse predict`` runs) in a child process per size: rows per second and peak memory
+(RSS and anonymous heap), which should stay flat as the file grows tenfold.
 
-    python bench/scale.py --predict 1000000 10000000     # about 10 min on 2 cores
-    python bench/scale.py --predict 20000 --encoder minilm
+    python bench/scale.py --predict 1000000 10000000     # 20-25 min on 2 loaded cores
+    python bench/scale.py --predict 2000 8000 --encoder minilm --train-rows 1000
 """
 
 from __future__ import annotations
@@ -387,7 +387,7 @@ def predict_mode(args: argparse.Namespace) -> None:
     register_encoder()
     os.environ["TRANSFUSE_CACHE"] = str(work / "cache")
     train_args = argparse.Namespace(**{**vars(args), "epochs": 2})
-    pipeline = Pipeline.from_config(config(train_args)).fit(generate(20_000, seed=0))
+    pipeline = Pipeline.from_config(config(train_args)).fit(generate(args.train_rows, seed=0))
     pipeline.save(work / "run")
     results = []
     for size in args.predict:
@@ -522,6 +522,9 @@ def main() -> None:
         "--predict", type=int, nargs="+", help="measure streaming batch scoring at these sizes"
     )
     parser.add_argument("--chunk-rows", type=int, default=65_536, help="rows scored at a time")
+    parser.add_argument(
+        "--train-rows", type=int, default=20_000, help="rows the --predict run is trained on"
+    )
     parser.add_argument("--score", help=argparse.SUPPRESS)  # a parquet file, in a child
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
