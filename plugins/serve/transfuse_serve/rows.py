@@ -83,7 +83,6 @@ class Column:
     """One request field: a column some input reads (or the run's key column)."""
 
     name: str
-    field: str
     modality: str
     inputs: tuple[str, ...]
     encoder: str | None
@@ -109,15 +108,15 @@ def columns_of(pipeline: Pipeline) -> list[Column]:
         for column in spec.column_list:
             seen = found.get(column)
             if seen is None:
-                found[column] = Column(column, f"c{len(found)}", modality, (name,), entry.name)
+                found[column] = Column(column, modality, (name,), entry.name)
                 continue
             # A column two inputs read is file-valued if either reads it as a file.
             file_reader = seen if seen.is_file else None
             mod = file_reader.modality if file_reader else modality
-            found[column] = Column(column, seen.field, mod, (*seen.inputs, name), seen.encoder)
+            found[column] = Column(column, mod, (*seen.inputs, name), seen.encoder)
     key = pipeline.config.data.key
     if key and key not in found:
-        found[key] = Column(key, f"c{len(found)}", "key", (), None)
+        found[key] = Column(key, "key", (), None)
     return list(found.values())
 
 

@@ -11,12 +11,12 @@ from pydantic import TypeAdapter, ValidationError
 from transfuse_serve.rows import Column, FileReader, row_model, to_frame
 
 COLUMNS = [
-    Column("income", "c0", "tabular", ("applicant",), "tabular.mlp"),
-    Column("note", "c1", "text", ("note",), "text.tfidf"),
-    Column("history", "c2", "sequence", ("history",), "sequence.gru"),
-    Column("scan", "c3", "image", ("scan",), "image.timm"),
-    Column("blob", "c4", "document", ("blob",), "third.party"),  # an unknown modality
-    Column("id", "c5", "key", (), None),  # optional: left out, it is missing
+    Column("income", "tabular", ("applicant",), "tabular.mlp"),
+    Column("note", "text", ("note",), "text.tfidf"),
+    Column("history", "sequence", ("history",), "sequence.gru"),
+    Column("scan", "image", ("scan",), "image.timm"),
+    Column("blob", "document", ("blob",), "third.party"),  # an unknown modality
+    Column("id", "key", (), None),  # optional: left out, it is missing
 ]
 Row = TypeAdapter(row_model(COLUMNS))
 GOOD = {
