@@ -368,8 +368,12 @@ def write_demo_report(
 ) -> Path:
     """``report.md`` for the whole demo: the answer first (four arms, differences, what the
     target labels changed), then how it was made, with a ROC plot of the four arms."""
+    from transfuse.explain import riskiest
+
     _roc_plot(out / "roc_arms.png", arms)
     target = result.pipeline.config
+    rows, _ = _test_rows(result)
+    reasons = riskiest(result.pipeline, rows, n=3, top=3)
     metrics = ("roc_auc", "ks", "pr_auc", "brier")
     lines = [
         f"# transfuse demo: {source.config.name} -> {target.name}",
@@ -404,6 +408,13 @@ def write_demo_report(
     lines += [
         "",
         "![ROC of the four models](roc_arms.png)",
+        "",
+        "## Why the three riskiest held-out applicants scored high",
+        "",
+        "The transferred model's top reasons (attributions in logit units against the "
+        "training reference; the method per input is in transfuse's docs/explain.md):",
+        "",
+        *reasons,
         "",
         "## How it was made",
         "",
