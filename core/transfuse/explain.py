@@ -36,7 +36,14 @@ if TYPE_CHECKING:
     from transfuse.bases import Parts
     from transfuse.pipeline import Pipeline
 
-__all__ = ["Explanations", "InputParts", "check_explanation", "explain_rows", "shapley_weights"]
+__all__ = [
+    "Explanations",
+    "InputParts",
+    "check_explanation",
+    "explain_rows",
+    "riskiest",
+    "shapley_weights",
+]
 
 
 @dataclass
@@ -348,3 +355,11 @@ def check_explanation(
         worst = float(np.max(np.abs(parts.delta))) if len(parts.delta) else 0.0
         assert worst <= tolerance, f"completeness error {worst:.2e} is over {tolerance}"
     return parts
+
+
+def riskiest(pipeline: Pipeline, frame: pd.DataFrame, n: int = 3, top: int = 3) -> list[str]:
+    """Markdown lines: the ``n`` rows of ``frame`` with the highest score and their ``top``
+    reasons (for a report; see :func:`transfuse.reasons.riskiest`)."""
+    from transfuse.reasons import riskiest as lines
+
+    return lines(pipeline, frame, n=n, top=top)

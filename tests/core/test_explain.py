@@ -239,7 +239,7 @@ def test_saliency_maps_are_written_as_pictures(tmp_path: Path) -> None:
 
 
 def test_the_riskiest_rows_come_with_their_reasons(run: Path) -> None:
-    from transfuse.reasons import riskiest
+    from transfuse.explain import riskiest
 
     frame = make_rows(40, seed=5).drop(columns=["bad"])
     lines = riskiest(transfuse.load(run), frame, n=3, top=2)
