@@ -291,6 +291,8 @@ ARMS: dict[str, Callable[[Dataset], tuple[dict[str, Any], dict[str, Any]]]] = {
     "transfuse tabular.gbdt, linear head": lambda d: ({"table": _table(d)}, LINEAR),
     # The text-table preset (plugins/text), its columns renamed to the data's (issue 27).
     "preset text-table": lambda d: _preset("text-table", d),
+    # After the held-out runs, development seeds only: a smaller validation share.
+    "preset text-table, validation 0.1": lambda d: _preset("text-table", d),
     "transfuse tfidf warm frozen + table, linear heads": lambda d: (
         {"text": _tfidf(d, frozen=True), "table": _table(d)},
         LINEAR,
@@ -319,6 +321,7 @@ def transfuse_arm(
         "inputs": inputs,
         "fusion": fusion,
         "train": {**(TRAIN_LINEAR if "linear_heads" in fusion["options"] else TRAIN), "seed": seed},
+        **({"data": {"validation_size": 0.1}} if arm.endswith("validation 0.1") else {}),
     }
     # The older stack arms report refit on and off from one fit (below); the linear-head
     # arms (issue 27) refit inside fit, as a user's run does, so their train time is whole.
