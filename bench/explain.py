@@ -60,7 +60,8 @@ def logits(pipeline: Any, frame: pd.DataFrame) -> np.ndarray:
 def deletion(
     pipeline: Any, rows: pd.DataFrame, explained: Any, k: int, rng: np.random.Generator
 ) -> dict[str, float]:
-    """Mean |change in logit| removing the top-k columns / words against k random ones."""
+    """Mean |change in logit| removing the top-k columns / words (by the encoder's own
+    |attribution|) against k random ones."""
     from transfuse_text.explain import _without
 
     base = explained.logit
@@ -70,13 +71,13 @@ def deletion(
         cols = rows.copy()
         texts = rows.copy()
         for i in range(len(rows)):
-            order = np.argsort(-np.abs(table.scores[i]), kind="stable")
+            order = np.argsort(-np.abs(table.raw[i]), kind="stable")
             pick = order[:k] if chosen == "top" else rng.permutation(len(order))[:k]
             for j in pick:
                 cols.iloc[i, cols.columns.get_loc(table.labels[i][j])] = np.nan
             labels = words.labels[i]
             if labels:
-                order = np.argsort(-np.abs(words.scores[i]), kind="stable")
+                order = np.argsort(-np.abs(words.raw[i]), kind="stable")
                 pick = order[:k] if chosen == "top" else rng.permutation(len(order))[:k]
                 text = str(rows["emp_title"].iloc[i])
                 for j in pick:
