@@ -55,14 +55,19 @@ def integrated_gradients(
         def forward(pixels: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
             return logit(encoder.model(pixels), where)
 
-        attribution, gap = IntegratedGradients(forward).attribute(
-            image[at],
-            baselines=torch.zeros_like(image[at]),
-            additional_forward_args=(at,),
-            n_steps=IG_STEPS,
-            internal_batch_size=max(1, 4 * IG_STEPS),
-            return_convergence_delta=True,
-        )
+        found, gaps = [], []
+        for chunk in torch.split(at, 4):  # 4 images x IG_STEPS interpolations per pass
+            a, g = IntegratedGradients(forward).attribute(
+                image[chunk],
+                baselines=torch.zeros_like(image[chunk]),
+                additional_forward_args=(chunk,),
+                n_steps=IG_STEPS,
+                internal_batch_size=len(chunk) * IG_STEPS,
+                return_convergence_delta=True,
+            )
+            found.append(a)
+            gaps.append(g)
+        attribution, gap = torch.cat(found), torch.cat(gaps)
         saliency = attribution.sum(1).detach().cpu().double().numpy()  # [R, H, W]
         h, w = saliency.shape[1:]
         hs, ws = np.linspace(0, h, 4).round().astype(int), np.linspace(0, w, 4).round().astype(int)
