@@ -283,11 +283,18 @@ def what_changed(result: TransferResult, arms: Arms) -> list[str]:
             f"{n_train} of them did not beat the source weights on the other {n_val} "
             "(the validation rows), so the source weights were kept"
         )
-        if same is not None and abs(same.value) < 1e-9:
+        if same is not None and abs(same.value) < 1e-3:
             text += (
-                "; the transfer ranks the held-out rows exactly as the unchanged source model "
-                "does (only the probability calibration was refit on the target rows)"
+                "; the transfer ranks the held-out rows as the unchanged source model does "
+                f"(ROC-AUC difference {same.value:+.4f})"
             )
+            brier = arms.differences.get("source", {}).get("brier")
+            if brier is not None and abs(brier.value) >= 1e-4:
+                text += (
+                    f", and only its probability calibration, refit on the {n_val} validation "
+                    f"rows, differs (Brier {brier.value:+.4f} [{brier.low:+.4f}, "
+                    f"{brier.high:+.4f}])"
+                )
         out.append(text + ".")
     else:
         out.append(
