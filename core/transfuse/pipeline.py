@@ -674,8 +674,8 @@ def rows_of(rows: pd.DataFrame | str | Path) -> pd.DataFrame:
     """A DataFrame as given, or a CSV/parquet path read as the CLI reads ``--data``
     (relative file paths inside it taken from its folder; a DataFrame's relative paths are
     taken from the working directory, as for any file name in Python)."""
-    if isinstance(rows, pd.DataFrame):
-        return rows
+    if not isinstance(rows, str | Path):
+        return rows  # a DataFrame, or something the checks downstream refuse in words
     from transfuse.tables import read_rows
 
     return read_rows(rows, where="rows")

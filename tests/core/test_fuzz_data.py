@@ -223,12 +223,18 @@ def test_evaluate_on_any_frame_measures_or_is_a_transfuse_error(
 
 
 @pytest.mark.parametrize(
-    "rows", [_clean(3).to_dict(), _clean(3)["num"], _clean(3).to_numpy(), None, "rows.csv"]
+    "rows", [_clean(3).to_dict(), _clean(3)["num"], _clean(3).to_numpy(), None, 3.5]
 )
 def test_rows_that_are_not_a_dataframe_are_a_transfuse_error(fitted: Pipeline, rows: Any) -> None:
     for call in (fitted.predict, fitted.evaluate):
         with pytest.raises(TransfuseError, match="must be a pandas DataFrame"):
             call(rows)
+
+
+def test_a_rows_path_that_does_not_exist_is_one_line(fitted: Pipeline) -> None:
+    for call in (fitted.predict, fitted.evaluate):  # a path is read as --data reads it
+        with pytest.raises(TransfuseError, match=r"rows.csv: no such file .*check the path"):
+            call("rows.csv")
 
 
 #: Train settings to fuzz, each with values around and past its limits; not epochs (a huge
