@@ -26,7 +26,9 @@ def test_installed_plugin_is_listed_as_active_with_its_encoder():
     record = next(r for r in json.loads(out) if r["name"] == "audio")
     assert record["status"] == "active", record["error"]
     assert record["distribution"] == "transfuse-audio"
-    assert {"name": "audio.mel-cnn", "kind": "encoder", "modality": "audio"} in record["components"]
+    found = next(c for c in record["components"] if c["name"] == "audio.mel-cnn")
+    assert (found["kind"], found["modality"]) == ("encoder", "audio")
+    assert found["options"]["type"] == "object"  # its options' JSON Schema
 
 
 def test_importing_the_plugin_pulls_no_heavy_module():

@@ -27,7 +27,9 @@ def test_the_plugins_command_lists_video_frames_as_active() -> None:
     record = next(r for r in json.loads(out) if r["name"] == "video")
     assert record["status"] == "active", record["error"]
     assert record["distribution"] == "transfuse-video"
-    assert {"name": "video.frames", "kind": "encoder", "modality": "video"} in record["components"]
+    found = next(c for c in record["components"] if c["name"] == "video.frames")
+    assert (found["kind"], found["modality"]) == ("encoder", "video")
+    assert found["options"]["type"] == "object"  # its options' JSON Schema
 
 
 def test_importing_the_plugin_pulls_no_heavy_module() -> None:
