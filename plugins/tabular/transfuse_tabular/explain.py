@@ -88,6 +88,23 @@ def _number(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:,.0f}"
 
 
+def _compare(x: float, quantiles: np.ndarray, levels: np.ndarray) -> str:
+    """How ``x`` compares with the training rows, from their quantiles. A value many rows
+    share (a 60-month term where a quarter of loans have one) counts only the rows strictly
+    below or above it, so the top value is never "higher than 100%" of rows."""
+    left = int(np.searchsorted(quantiles, x, "left"))
+    right = int(np.searchsorted(quantiles, x, "right"))
+    if right - left <= 1:  # not a shared value: interpolate between the quantiles
+        below = float(np.interp(x, quantiles, levels))
+        above = 1.0 - below
+    else:
+        below = float(levels[left]) if left < len(levels) else 1.0
+        above = 1.0 - float(levels[right - 1])
+    if below >= above:
+        return f"higher than {below:.0%} of training rows"
+    return f"lower than {above:.0%} of training rows"
+
+
 def describe(schema: TableSchema, values: pd.Series | pd.DataFrame) -> tuple[list, list]:
     """Per row, each column's value as text and how it compares with the training rows."""
     frame = as_frame(values)
@@ -105,12 +122,7 @@ def describe(schema: TableSchema, values: pd.Series | pd.DataFrame) -> tuple[lis
             if levels is None:
                 notes[i].append("")
                 continue
-            below = float(np.interp(x, column.quantiles, levels))
-            notes[i].append(
-                f"higher than {below:.0%} of training rows"
-                if below >= 0.5
-                else f"lower than {1 - below:.0%} of training rows"
-            )
+            notes[i].append(_compare(float(x), np.asarray(column.quantiles), levels))
     for j, column in enumerate(schema.categorical):
         total = sum(column.counts)
         for i, code in enumerate(codes[:, j]):

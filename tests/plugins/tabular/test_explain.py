@@ -93,3 +93,12 @@ def test_values_are_described_against_the_training_rows(tabular) -> None:
     assert notes[0] == ["higher than 92% of training rows", "as in 30% of training rows"]
     assert notes[1] == ["lower than 95% of training rows", "not seen in training"]
     assert shown[2] == ["missing", "missing"]
+
+
+def test_a_value_many_rows_share_counts_only_the_rows_strictly_below_or_above() -> None:
+    from transfuse_tabular.explain import _compare
+
+    terms = np.array([36.0] * 76 + [60.0] * 25)  # three loans in four are 36 months
+    levels = np.linspace(0, 1, len(terms))
+    assert _compare(60.0, terms, levels) == "higher than 76% of training rows"  # not 100%
+    assert _compare(36.0, terms, levels) == "lower than 25% of training rows"
