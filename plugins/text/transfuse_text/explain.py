@@ -21,6 +21,8 @@ from transfuse.bases import Parts
 from transfuse_text.values import missing_texts, to_texts
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from transfuse.bases import Encoder, Logit
 
 __all__ = ["MAX_WORDS", "word_occlusion", "words"]
@@ -47,28 +49,50 @@ def _without(text: str, word: str) -> str:
     return re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", " ", text, flags=re.IGNORECASE).strip()
 
 
-def word_occlusion(encoder: Encoder, values: pd.Series | pd.DataFrame, logit: Logit) -> Parts:
-    """Each word's score: ``logit(text) - logit(text without the word)``."""
+def word_occlusion(
+    encoder: Encoder,
+    values: pd.Series | pd.DataFrame,
+    logit: Logit,
+    *,
+    batch_size: int = _CHUNK,
+    dedupe: bool = True,
+) -> Parts:
+    """Each word's score: ``logit(text) - logit(text without the word)``.
+
+    The texts to encode (each row's text and the text without each of its words) are
+    encoded once per distinct text across all the rows of the call (job titles and their
+    shortened forms repeat), in batches of ``batch_size`` sorted by the encoder's
+    :meth:`~transfuse.bases.Encoder.lengths` where it gives them (a batch pads to texts of
+    similar length); the logit then runs once per row and text. ``dedupe=False`` encodes
+    every text of every row as it comes (the same scores; for tests and timings).
+    """
     import torch
 
     texts = to_texts(values)
     missing = missing_texts(values)
     labels = [[] if gone else words(t) for t, gone in zip(texts, missing, strict=True)]
-    variants: list[str] = []
-    owner: list[int] = []
+    distinct: dict[str, int] = {}
+    encoded: list[str] = []
+    owner: list[int] = []  # per (row, text) pair: the row
+    which: list[int] = []  # per (row, text) pair: the text's place in ``encoded``
     for i, (text, found) in enumerate(zip(texts, labels, strict=True)):
         if not found:
             continue
-        variants += [text, *(_without(text, w) for w in found)]
-        owner += [i] * (1 + len(found))
-    device = encoder.device_manager
-    out = np.zeros(len(variants))
-    with torch.no_grad():
-        for start in range(0, len(variants), _CHUNK):
-            chunk = pd.Series(variants[start : start + _CHUNK], dtype=object)
-            embedding = encoder(device.move(encoder.prepare(chunk))).float()
-            rows = torch.tensor(owner[start : start + _CHUNK], dtype=torch.long)
-            out[start : start + len(chunk)] = logit(embedding, rows).cpu().numpy()
+        for variant in (text, *(_without(text, w) for w in found)):
+            at = distinct.setdefault(variant, len(encoded)) if dedupe else len(encoded)
+            if at == len(encoded):
+                encoded.append(variant)
+            owner.append(i)
+            which.append(at)
+    out = np.zeros(len(owner))
+    if owner:
+        with torch.no_grad():
+            embeddings = _encode(encoder, encoded, batch_size, sort=dedupe)
+            rows, places = torch.tensor(owner), torch.tensor(which)
+            for start in range(0, len(owner), batch_size):
+                take = places[start : start + batch_size].to(embeddings.device)
+                chunk = rows[start : start + batch_size]
+                out[start : start + len(chunk)] = logit(embeddings[take], chunk).cpu().numpy()
     scores: list[np.ndarray] = []
     at = 0
     for found in labels:
@@ -85,3 +109,26 @@ def word_occlusion(encoder: Encoder, values: pd.Series | pd.DataFrame, logit: Lo
         baseline="the text without the word",
         complete=False,
     )
+
+
+def _encode(encoder: Encoder, texts: list[str], batch_size: int, *, sort: bool) -> Tensor:
+    """``[len(texts), output_dim]`` float embeddings on the device, in batches of
+    ``batch_size`` (longest first when ``sort`` and the encoder gives lengths)."""
+    import torch
+
+    device = encoder.device_manager
+    lengths = encoder.lengths(pd.Series(texts, dtype=object)) if sort else None
+    if lengths is None:
+        order = np.arange(len(texts))
+    else:
+        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    parts: list[Tensor] = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = encoder.prepare(pd.Series([texts[j] for j in chunk], dtype=object))
+        parts.append(encoder(device.move(batch)).float())
+    joined = torch.cat(parts)
+    if lengths is None:
+        return joined
+    back = torch.from_numpy(np.argsort(order, kind="stable")).to(joined.device)
+    return joined[back]

@@ -10,7 +10,7 @@ import torch
 import transfuse_text
 from transfuse.testing import check_explanation, cpu_device
 from transfuse_text.bow import BagOfWordsEncoder
-from transfuse_text.explain import words
+from transfuse_text.explain import word_occlusion, words
 from transfuse_text.tfidf import TfidfEncoder
 
 TEXTS = pd.Series(["Self employed", "nurse at the city hospital", None, "owner, owner of a cafe"])
@@ -67,3 +67,69 @@ def test_the_word_the_label_depends_on_ranks_first() -> None:
     parts = encoder.attribute(texts, lambda e, rows: head(e)[:, 0])
     first = [labels[int(np.argmax(s))] for labels, s in zip(parts.labels, parts.scores)]
     assert np.mean([f == "default" for f, has in zip(first, flag) if has]) >= 0.9
+
+
+REPEATED = pd.Series(
+    ["registered nurse", "nurse", "Registered Nurse", None, "teacher", "nurse",
+     "owner, owner of a cafe", "teacher", ""]
+)  # fmt: skip
+
+
+def _one_by_one(encoder, texts: pd.Series, logit) -> list[np.ndarray]:
+    """Occlusion by hand, one text per forward pass: the scores before any batching."""
+    from transfuse_text.explain import _without
+
+    def score(text: str, row: int) -> float:
+        batch = encoder.prepare(pd.Series([text], dtype=object))
+        with torch.no_grad():
+            return float(logit(encoder(batch).float(), torch.tensor([row]))[0])
+
+    out = []
+    for i, text in enumerate(texts):
+        found = [] if not isinstance(text, str) or not text.strip() else words(text)
+        full = score(text, i) if found else 0.0
+        out.append(np.array([full - score(_without(text, w), i) for w in found]))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["bag-of-words", "tfidf", "minilm"])
+def test_encoding_each_distinct_text_once_keeps_the_scores(kind, minilm) -> None:
+    if kind == "bag-of-words":
+        encoder = BagOfWordsEncoder(transfuse_text.BagOfWordsOptions(buckets=256), cpu_device())
+    elif kind == "tfidf":
+        encoder = TfidfEncoder(transfuse_text.TfidfOptions(char_ngrams=3, min_df=1), cpu_device())
+    else:
+        encoder = minilm
+    encoder.fit(REPEATED)
+    encoder.eval()
+    weight = torch.randn(encoder.output_dim, generator=torch.Generator().manual_seed(1))
+    row_shift = torch.arange(len(REPEATED), dtype=torch.float32)  # the rows differ
+
+    def logit(embedding, rows):
+        return embedding @ weight + row_shift[rows]
+
+    seen: list[int] = []
+    prepare = encoder.prepare
+
+    def counting(values):
+        seen.append(len(values))
+        return prepare(values)
+
+    encoder.prepare = counting
+    try:
+        cached = word_occlusion(encoder, REPEATED, logit)
+        cached_texts, seen[:] = sum(seen), []
+        plain = word_occlusion(encoder, REPEATED, logit, dedupe=False)  # as before caching
+        plain_texts = sum(seen)
+    finally:
+        del encoder.prepare
+    small = word_occlusion(encoder, REPEATED, logit, batch_size=4)  # several batches
+    by_hand = _one_by_one(encoder, REPEATED, logit)
+    assert cached.labels == plain.labels == small.labels
+    for a, b, c, d in zip(cached.scores, plain.scores, small.scores, by_hand, strict=True):
+        assert np.allclose(a, b, rtol=0, atol=1e-6)
+        # other batches: float32 noise in a transformer (~2e-6 for MiniLM), none in a bag
+        assert np.allclose(c, d, rtol=0, atol=1e-5)
+    # 7 texts with words give 19 (row, text) pairs, 13 distinct texts: "nurse", "teacher",
+    # "" and their rows come up again; "Registered Nurse" (and "Nurse") differ as texts
+    assert plain_texts == 19 and cached_texts == 13
