@@ -179,3 +179,28 @@ def test_metadata_says_the_image_is_a_file(image_client):
     assert meta["components"]["inputs.scan.encoder"]["distribution"] == "transfuse-image"
     schemas = image_client.get("/openapi.json").json()["components"]["schemas"]
     assert schemas["FileData"]["properties"]["base64"]["contentEncoding"] == "base64"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (base64.b64encode(b"a file's bytes").decode(), b"a file's bytes"),
+        (base64.encodebytes(b"x" * 200).decode(), b"x" * 200),  # MIME: 76-column lines
+        ("", b""),
+    ],
+    ids=["one-line", "line-wrapped", "empty"],
+)
+def test_base64_text_decodes_in_one_line_or_wrapped(text, expected):
+    from transfuse_serve.rows import _b64
+
+    assert _b64(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["QUJ", "QU*D", "Q\u00e9JD"], ids=["padding", "alphabet", "non-ascii"]
+)
+def test_bad_base64_text_is_refused(text):
+    from transfuse_serve.rows import _b64
+
+    with pytest.raises(ValueError, match="not valid base64"):
+        _b64(text)
