@@ -9,8 +9,8 @@ Two levels (``docs/explain.md``):
    ``logit(row) - logit(every input missing)``.
 2. **Inside each input**, the encoder's own method (:meth:`transfuse.bases.Encoder.attribute`):
    columns, words, events, frames, segments, pixels. Its raw scores are completed to the
-   input's Shapley value (scaled when their sum has the same sign, which keeps their
-   order; otherwise the gap is spread over the parts in proportion to their size),
+   input's Shapley value (the gap spread over the parts in proportion to their size: a
+   rescaling where they all have one sign, and bounded where signs mix),
    so the parts of every input add up to the row's logit minus the baseline logit; the
    raw scores, the method and its own completeness error are kept beside them.
 
@@ -125,14 +125,15 @@ def shapley_weights(k: int) -> np.ndarray:
 
 
 def _complete(raw: np.ndarray, total: float) -> np.ndarray:
-    """``raw`` moved to add up to ``total``: scaled when the raw sum has the same sign
-    (the order of the parts is kept), otherwise the gap spread in proportion to ``|raw|``
-    (evenly when every part is 0)."""
+    """``raw`` moved to add up to ``total``: the gap spread over the parts in proportion to
+    ``|raw|`` (evenly when every part is 0), the least change weighted by each part's size.
+    Where every part has one sign this is a rescaling, which keeps their order; where
+    parts of both signs nearly cancel, a rescaling would blow them up (raw +0.020, +0.013,
+    -0.034 scaled to a total of -0.19 gives +3.8, +2.5, -6.5), and the spread does not:
+    no part moves by more than the gap."""
     if not len(raw):
         return raw
     found = float(raw.sum())
-    if found * total > 0:
-        return raw * (total / found)
     weight = np.abs(raw)
     mass = float(weight.sum())
     weight = weight / mass if mass > 0 else np.full(len(raw), 1.0 / len(raw))

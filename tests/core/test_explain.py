@@ -177,6 +177,26 @@ def test_shapley_weights_make_a_complete_split() -> None:
         assert sum(comb(k - 1, s) * w[s] for s in range(k)) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("raw", "total"),
+    [
+        ([0.3, 0.1, 0.0], 0.8),  # one sign: a rescaling, order kept
+        ([0.02, 0.013, -0.034], -0.19),  # both signs nearly cancelling (MiniLM word occlusion)
+        ([0.02, 0.013, -0.0329], 0.19),
+        ([0.0, 0.0], -0.5),  # nothing found: spread evenly
+    ],
+)
+def test_completed_parts_add_up_and_move_no_more_than_the_gap(raw: list, total: float) -> None:
+    from transfuse.explain import _complete
+
+    found = np.asarray(raw)
+    done = _complete(found, total)
+    assert done.sum() == pytest.approx(total)
+    assert np.abs(done - found).max() <= abs(total - found.sum()) + 1e-12
+    if (found >= 0).all() and found.sum() > 0:
+        assert np.allclose(done, found * total / found.sum())
+
+
 def test_a_missing_input_gets_no_share(run: Path) -> None:
     frame = make_rows(6, seed=3).drop(columns=["bad"])
     frame.loc[frame.index[:3], "job"] = None
