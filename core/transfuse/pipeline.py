@@ -73,6 +73,9 @@ class Pipeline:
         self._risk: RiskData | None = None  # the report's risk sections (transfuse.risk)
         #: The training rows' bins and counts for `transfuse monitor` (reference.json).
         self.reference: dict[str, Any] = {}
+        #: Whether frozen encoders read and fill the on-disk embedding cache
+        #: (:mod:`transfuse.cache`); ``load(..., cache=False)`` for one-off rows.
+        self.cache_embeddings = True
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -264,7 +267,7 @@ class Pipeline:
         plans = []
         for name, encoder in model.inputs.items():
             embedder = None
-            if getattr(encoder, "frozen", False):
+            if getattr(encoder, "frozen", False) and self.cache_embeddings:
                 embedder = FrozenEmbedder.for_encoder(encoder, self.device)  # type: ignore[arg-type]
             columns = self.config.inputs[name].column_list
             plans.append(InputPlan(name, columns, encoder, embedder))  # type: ignore[arg-type]
@@ -692,15 +695,24 @@ def _binary(task: Task) -> bool:
 
 
 def load(
-    directory: str | Path, *, device: str | None = None, manager: PluginManager | None = None
+    directory: str | Path,
+    *,
+    device: str | None = None,
+    manager: PluginManager | None = None,
+    cache: bool = True,
 ) -> Pipeline:
-    """Restore a saved run: the same predictions as the pipeline that wrote it."""
+    """Restore a saved run: the same predictions as the pipeline that wrote it.
+
+    ``cache=False``: frozen encoders run on every row they score, and nothing is written
+    to the embedding cache; for rows seen once, such as a scoring server's requests,
+    where the cache would only grow (a row per applicant) and its writes add latency."""
     from transfuse.calibration import load_calibration
     from transfuse.model import FusionModel, build_encoder, build_fusion, build_task
     from transfuse.runs import check_compatible, load_state_into, read_run
 
     files = read_run(directory)
     pipeline = Pipeline(files.config, manager=manager)
+    pipeline.cache_embeddings = cache
     differences = check_compatible(files, pipeline.manager)  # every component installed
     pipeline.device = dev = pipeline._make_device(device)
     task = build_task(files.config, pipeline.manager, dev)

@@ -303,3 +303,24 @@ def test_transferred_starting_weights_are_kept_unless_an_epoch_beats_them(kit_ma
     assert json.loads((run / "metrics.json").read_text("utf-8"))["start_value"] == pytest.approx(
         moved.result.start_value
     )
+
+
+def test_a_run_loaded_without_the_cache_scores_the_same_and_writes_nothing(kit_manager, tmp_path):
+    import os
+
+    import transfuse
+
+    inputs = {
+        "a": {"encoder": "test.numeric", "column": "a"},
+        "f": {"encoder": "test.frozen", "column": "b", "options": {"dim": 4}},
+    }
+    run = fitted(kit_manager, inputs=inputs, train={"epochs": 1}).save(tmp_path / "run")
+    rows = kit.frame(30, seed=7).drop(columns=["y"])  # rows the run never saw
+    cache = os.environ["TRANSFUSE_CACHE"]
+    before = sorted(p for p, _, files in os.walk(cache) for _ in files)
+    kit.Frozen.calls.clear()
+    uncached = transfuse.load(run, manager=kit_manager, cache=False).predict(rows)
+    assert sum(kit.Frozen.calls) == 30, "the encoder ran on every row"
+    assert sorted(p for p, _, files in os.walk(cache) for _ in files) == before
+    cached = transfuse.load(run, manager=kit_manager).predict(rows)
+    assert np.allclose(uncached.to_numpy(), cached.to_numpy(), atol=1e-6)

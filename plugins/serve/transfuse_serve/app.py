@@ -101,7 +101,9 @@ class Scorer:
         import transfuse
 
         self.settings = settings
-        self.pipeline = transfuse.load(settings.run, device=settings.device)
+        # No embedding cache: every request's rows are new applicants, so caching their
+        # frozen embeddings on disk would only grow without bound and slow each request.
+        self.pipeline = transfuse.load(settings.run, device=settings.device, cache=False)
         self.columns = columns_of(self.pipeline)
         self.Row = row_model(self.columns)
         root = Path(settings.root) if settings.root else None
