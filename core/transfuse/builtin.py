@@ -94,6 +94,20 @@ class StackOptions(FusionOptions):
         "text.tfidf's warm start and tabular.gbdt's leaf_value_init put their own logit: "
         "the stack then starts from those models and refits their weights.",
     )
+    refit_choice: Literal["best", "simplest"] = Field(
+        default="best",
+        description="How the refit picks among its candidates: the best mean fold score, or "
+        "the simplest within one standard error of it (each input alone, then the joint "
+        "weights, then refit weights from the largest penalty down).",
+    )
+    refit_inputs: bool = Field(
+        default=False,
+        description="After the refit has weighed the inputs on the validation rows, refit "
+        "each input's own model (text.tfidf's logistic regression, tabular.gbdt's trees) on "
+        "the training and validation rows together, with the settings its fit chose (C, the "
+        "tree count); replaces what training changed in those layers (use with epochs 0). "
+        "Calibration and the validation metrics use the logits from before.",
+    )
 
 
 class LinearOptions(FusionOptions):

@@ -149,7 +149,12 @@ class FusionConfig(_Strict):
 class TrainConfig(_Strict):
     """The training loop."""
 
-    epochs: int = Field(default=20, ge=1)
+    epochs: int = Field(
+        default=20,
+        ge=0,
+        description="Passes over the training rows; 0: no joint training, the model stays "
+        "as its encoders fitted it (warm starts) and a fusion's refit still runs.",
+    )
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=1e-3, gt=0, le=100)  # past float32's range the optimizer crashes
     weight_decay: float = Field(default=1e-4, ge=0)

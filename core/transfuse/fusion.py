@@ -397,6 +397,7 @@ class StackFusion(_MaskedFusion):
             self.bias.detach().cpu(),
             self.names,
             held,
+            rule=self.options.refit_choice,
         )
         with torch.no_grad():
             self.weights.copy_(choice["weights"].to(self.weights))

@@ -195,7 +195,12 @@ class Pipeline:
             start_candidate=init is not None,  # transferred weights compete with each epoch
         )
         self.result = result = trainer.fit(train_data, val_data, resume=resume)
-        self._evaluate_splits(val_data, result.metric)
+        held, refit_inputs = self._refit_inputs(splits, val_data)
+        if held is not None:  # the parts changed: prepare the validation rows afresh
+            val_data = self.frame_batches(splits.validation, labelled=True, batch_size=batch)
+        self._evaluate_splits(val_data, result.metric, held)
+        if refit_inputs:  # which inputs learned again from the validation rows too
+            self.metrics.setdefault("log", {})["refit_inputs"] = refit_inputs
         self._log_data(splits)
         if result.refit is not None:  # what the fusion refit on the validation rows chose
             self.metrics.setdefault("log", {})["fusion_refit"] = result.refit
@@ -288,15 +293,58 @@ class Pipeline:
             digest.update(hashed.to_numpy().tobytes())
         return {"sha256": digest.hexdigest(), "rows": splits.sizes()}
 
-    def _evaluate_splits(self, val_data: FrameBatches, metric: str) -> None:
+    def _refit_inputs(
+        self, splits: Splits, val_data: FrameBatches
+    ) -> tuple[tuple[np.ndarray, dict[str, Any]] | None, dict[str, Any]]:
+        """A fusion with ``refit_inputs`` (``fusion.stack``): once its refit has weighed
+        the inputs on the validation rows, each encoder that can (``refit_rows``: its own
+        model refit with the settings its fit chose) learns again from the training and
+        validation rows together. Returns the validation rows' logits and the inputs'
+        importance from before (held out: calibration, the validation metrics, the cut-off
+        and the importance are measured on them) and what each refit encoder reported;
+        ``(None, {})`` when nothing was refit."""
+        from transfuse.data import input_values
+        from transfuse.report import modality_importance
+        from transfuse.train import predict_logits
+
+        assert self.model is not None and self.device is not None
+        options = getattr(self.model.fusion, "options", None)
+        if not getattr(options, "refit_inputs", False) or not len(splits.validation):
+            return None, {}
+        able = [p for p in self.plans if callable(getattr(p.encoder, "refit_rows", None))]
+        if not able:
+            return None, {}
+        assert self.task is not None and self.result is not None
+        logits = predict_logits(self.model, val_data, self.device)
+        importance = modality_importance(
+            self.model, val_data, self.task, self.device, self.result.metric
+        )
+        rows = pd.concat([splits.train, splits.validation])
+        target = rows[self.config.task.target]
+        done: dict[str, Any] = {}
+        for plan in able:
+            refit: Callable[..., Any] = getattr(plan.encoder, "refit_rows")  # noqa: B009
+            record = refit(input_values(rows, plan.columns), target)
+            if record is not None:
+                done[plan.name] = record
+        return ((logits, importance) if done else None), done
+
+    def _evaluate_splits(
+        self,
+        val_data: FrameBatches,
+        metric: str,
+        held: tuple[np.ndarray, dict[str, Any]] | None = None,
+    ) -> None:
         """Calibrate on the validation rows, then measure both splits with calibrated
-        scores (test metrics with bootstrap intervals) and keep what the report draws."""
+        scores (test metrics with bootstrap intervals) and keep what the report draws.
+        ``held``: the validation rows' logits and the inputs' importance from before the
+        inputs were refit on those rows."""
         from transfuse.report import modality_importance
         from transfuse.train import predict_logits
 
         assert self.model is not None and self.task is not None and self.device is not None
         assert self.splits is not None and self.result is not None
-        val_logits = predict_logits(self.model, val_data, self.device)
+        val_logits = predict_logits(self.model, val_data, self.device) if held is None else held[0]
         val_labels = val_data.labels()
         self.calibration = self._fit_calibration(val_labels, val_logits)
         metrics: dict[str, Any] = {"validation": self._metrics(val_labels, val_logits)}
@@ -318,7 +366,11 @@ class Pipeline:
         self._risk = self._risk_data(
             metrics, (curve_split, curve_labels, curve_logits), (val_labels, val_logits)
         )
-        self.importance = modality_importance(self.model, val_data, self.task, self.device, metric)
+        self.importance = (
+            modality_importance(self.model, val_data, self.task, self.device, metric)
+            if held is None
+            else held[1]
+        )
         self.metrics = {
             "metric": metric,
             "best_epoch": self.result.best_epoch,

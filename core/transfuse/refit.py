@@ -107,6 +107,38 @@ def _fit(
     return weights.clamp(min=0), bias
 
 
+def _fit_bias(
+    logits: Tensor, observed: Tensor, weights: Tensor, start: Tensor, target: Tensor, loss: Any
+) -> Tensor:
+    """The bias minimising the loss with ``weights`` kept: Newton steps on the bias alone
+    (its own curvature per output, halved until the loss falls). No torch optimizer: its
+    first use imports torch._dynamo, seconds for a fit of one number."""
+    fixed = _combine(logits, observed, weights, torch.zeros_like(start, dtype=torch.float32))
+    b = start.detach().float().clone()
+
+    def value(bias: Tensor) -> Tensor:
+        out: Tensor = loss(fixed + bias, target)
+        return out
+
+    current = float(value(b))
+    for _ in range(50):
+        x = b.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(value(x), x, create_graph=True)
+        (curve,) = torch.autograd.grad(grad.sum(), x)
+        step = grad.detach() / curve.clamp(min=1e-8)
+        for _ in range(30):
+            found = float(value(b - step))
+            if found <= current:
+                break
+            step = step / 2
+        else:
+            break
+        b, gain, current = b - step, current - found, found
+        if gain < 1e-10:
+            break
+    return b
+
+
 def _lbfgs(
     logits: Tensor,
     observed: Tensor,
@@ -152,11 +184,16 @@ def choose_combination(
     names: Sequence[str],
     held: HeldOut,
     penalties: Sequence[float] = PENALTIES,
+    rule: str = "best",
 ) -> dict[str, Any]:
     """Pick the combination of per-input logits (``[N, M, K]``; ``observed`` bool
     ``[N, M]``; the interaction's ``[N, K]`` or ``None``) that scores best by k-fold on
     the held-out rows: the current ``weights``/``bias`` (joint), each input's head alone,
-    or weights refit per penalty, with and without the interaction. Returns the choice:
+    or weights refit per penalty, with and without the interaction. ``rule`` "simplest":
+    the simplest candidate whose mean fold score is within one standard error of the
+    best's (paired over the folds; Breiman's one-standard-error rule), in the order: each
+    input alone, joint, refit weights from the largest penalty down, then with the
+    interaction; so a part that only adds noise is not kept for a lucky fold. Returns the choice:
     ``chosen``, ``weights`` ``[M, K]``, ``bias`` ``[K]``, ``interaction`` (kept or not),
     ``penalty``, and each candidate's mean fold ``scores``."""
     logits, target = logits.float(), held.target
@@ -169,12 +206,15 @@ def choose_combination(
         "bias": bias.detach().float().clone(),
         "interaction": interaction is not None,
         "penalty": None,
+        "rule": rule,
     }
     if rows < MIN_ROWS:
         return {**joint, "scores": {}, "note": f"{rows} held-out rows: too few to refit"}
     if m == 1 and k == 1 and interaction is None and held.metric in RANK_METRICS:
-        # one logit: a refit rescales it, which leaves a ranking metric as it is
-        return {**joint, "scores": {}, "note": "one input: nothing to weigh"}
+        # one logit: a refit rescales it, which leaves a ranking metric as it is; only the
+        # bias is refit (one number), so that the raw scores are on the labels' scale
+        bias = _fit_bias(logits, observed, weights.float(), bias.float(), target, held.loss)
+        return {**joint, "bias": bias, "scores": {}, "note": "one input: only the bias refit"}
     fixed: dict[str, dict[str, Any]] = {"joint": joint}
     for i, name in enumerate(names):
         alone = torch.zeros(m, k)
@@ -206,6 +246,10 @@ def choose_combination(
             scores.setdefault(_label(penalty, use), []).append(held.score(out, test))
     means = {name: _mean(v) for name, v in scores.items()}
     best = max(means, key=lambda name: means[name])  # the first of equals: joint first
+    if rule == "simplest":
+        order = sorted((n for n in fixed if n != "joint"), key=lambda n: -means[n])
+        order += ["joint"] + [_label(p, u) for u in uses for p in sorted(penalties, reverse=True)]
+        best = next((n for n in order if _within_one_se(scores[n], scores[best])), best)
     if best in fixed:
         choice = fixed[best]
     else:
@@ -214,7 +258,16 @@ def choose_combination(
         w, b = _fit(logits, observed, offset, target, held.loss, penalty)
         choice = {"chosen": "refit", "weights": w, "bias": b, "interaction": use,
                   "penalty": penalty}  # fmt: skip
-    return {**choice, "scores": {name: round(v, 6) for name, v in means.items()}}
+    return {**choice, "scores": {name: round(v, 6) for name, v in means.items()}, "rule": rule}
+
+
+def _within_one_se(found: list[float], best: list[float]) -> bool:
+    """Whether ``found``'s fold scores trail ``best``'s by at most one standard error of
+    the paired differences (folds where both are finite)."""
+    diffs = np.array([b - f for f, b in zip(found, best) if np.isfinite(f) and np.isfinite(b)])
+    if len(diffs) < 2:
+        return len(diffs) == 1 and diffs[0] <= 0
+    return float(diffs.mean()) <= float(diffs.std(ddof=1)) / np.sqrt(len(diffs))
 
 
 def _label(penalty: float, interaction: bool) -> str:

@@ -10,7 +10,9 @@ With ``start_candidate`` (the transfer workflow sets it) the weights training st
 are scored on the validation rows first and compete with every epoch, so a transferred
 model is kept as it came unless training beats it on validation (``best_epoch`` -1).
 Then a fusion with a ``refit`` method may refit its combination on the validation rows
-(:mod:`transfuse.refit`); ``TrainResult.refit`` records what it chose.
+(:mod:`transfuse.refit`); ``TrainResult.refit`` records what it chose. With ``epochs: 0``
+there is no optimizer and no pass: the model is scored once as its encoders fitted it
+(warm starts), and the refit still runs.
 """
 
 from __future__ import annotations
@@ -237,6 +239,47 @@ class Trainer:
     def _best_state(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in state_tensors(self.model, exclude=self._frozen).items()}
 
+    def _untrained(
+        self, train: FrameBatches, validation: FrameBatches, started: float
+    ) -> TrainResult:
+        """``epochs: 0``: no joint training (no optimizer); the model stays as its encoders
+        fitted it (a warm-started ``text.tfidf``, ``tabular.gbdt``'s leaf values), scored
+        once on the validation rows, and a fusion with ``refit`` still refits its
+        combination there."""
+        from transfuse.refit import refit_fusion
+
+        self._emit(
+            "run_start",
+            {
+                "epochs": 0,
+                "start_epoch": 0,
+                "rows": {"train": len(train.frame), "validation": len(validation.frame)},
+                "device": self.device.describe(),
+            },
+        )
+        val = evaluate(self.model, validation, self.task, self.device)
+        metric = self.metric_name(val)
+        value = float(val.get(metric, float("nan")))
+        refit = refit_fusion(
+            self.model, validation, self.task, self.device, metric, self.config.seed
+        )
+        result = TrainResult(
+            metric=metric,
+            best_epoch=-1,
+            best_value=value,
+            history=[],
+            stopped_early=False,
+            seconds=time.perf_counter() - started,
+            start_value=value,
+            refit=refit,
+        )
+        self._emit(
+            "run_end",
+            {"metric": metric, "best_epoch": -1, "best_value": value, "stopped_early": False,
+             "epochs_run": 0},
+        )  # fmt: skip
+        return result
+
     # -- the loop ------------------------------------------------------------------
     def fit(
         self, train: FrameBatches, validation: FrameBatches, *, resume: bool = False
@@ -244,6 +287,8 @@ class Trainer:
         """Train with early stopping on ``validation``; returns the history."""
         cfg = self.config
         started = time.perf_counter()
+        if cfg.epochs == 0 and not resume:
+            return self._untrained(train, validation, started)
         steps_per_epoch = max(1, len(train))
         total = cfg.epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)

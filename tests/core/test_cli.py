@@ -70,7 +70,7 @@ def test_config_validate_on_a_bad_file_exits_2_with_one_line_naming_the_key(tmp_
     path = tmp_path / "bad.yaml"
     path.write_text(
         "name: bad\ntask: {type: binary, target: y}\ninputs: {a: {column: x}}\n"
-        "train: {epochs: 0}\n",
+        "train: {epochs: -1}\n",
         "utf-8",
     )
     result = run("config", "validate", str(path))

@@ -65,6 +65,7 @@ class GBDTEncoder(Encoder):
         self.leaves_per_tree: list[int] = []
         self.leaf_embedding = nn.EmbeddingBag(1, options.dim, mode="mean")
         self.dropout = nn.Dropout(options.dropout)
+        self.labelled = False  # whether fit saw labels (refit_rows needs that)
 
     # -- LightGBM inputs -----------------------------------------------------------------
     def data_report(self, values: pd.Series | pd.DataFrame) -> dict[str, Any]:
@@ -175,6 +176,7 @@ class GBDTEncoder(Encoder):
             min_frequency=o.min_frequency,
         )
         x = self._matrix(values)
+        self.labelled = target is not None
         if target is None:
             warnings.warn(
                 "tabular.gbdt was fitted without labels: its trees split on random targets",
@@ -212,6 +214,28 @@ class GBDTEncoder(Encoder):
         best = booster.best_iteration if booster.best_iteration > 0 else -1
         self._set_booster(lgb.Booster(model_str=booster.model_to_string(num_iteration=best)))
         self.leaf_embedding = self._new_table(0, self.leaf_embedding.weight)
+
+    def refit_rows(
+        self, values: pd.Series | pd.DataFrame, target: pd.Series | np.ndarray
+    ) -> dict[str, Any] | None:
+        """Refit the trees on these labelled rows (the training and validation rows:
+        ``fusion.stack`` ``refit_inputs``) with as many boosting rounds as the fit kept
+        (no early stopping: no rows are left to stop on) and the schema kept; the leaf
+        table starts again at the new trees' leaf values. ``None``: nothing to refit (no
+        labels fitted, or ``leaf_value_init`` off, where the table is not the trees')."""
+        if self.booster is None or not self.options.leaf_value_init or not len(values):
+            return None
+        if not self.labelled:  # trees split on random targets: none to refit
+            return None
+        y = self._labels(target, learn=False)
+        keep = ~np.isnan(y)
+        x = self._matrix(values)[keep]
+        rounds = self.booster.current_iteration()
+        data = lgb.Dataset(x, y[keep], categorical_feature=self._categorical_features())
+        booster = lgb.train(self._params(), data, num_boost_round=rounds)
+        self._set_booster(booster)
+        self.leaf_embedding = self._new_table(0, self.leaf_embedding.weight)
+        return {"rounds": rounds, "rows": int(keep.sum())}
 
     def _set_booster(self, booster: lgb.Booster) -> None:
         self.booster = booster

@@ -209,13 +209,18 @@ class TfidfEncoder(Encoder):
             chosen_on = "validation rows" if held is not None else f"{_FOLDS}-fold CV"
             model = fitted.get(chosen)  # fitted on exactly the training rows
         rows = "training rows"
+        start = None  # the chosen C's model: where a refit on more rows starts
         if self.options.warm_start_rows == "all" and held is not None:
             import scipy.sparse as sp
 
             x, y = sp.vstack([x, held[0]], format="csr"), np.concatenate([y, held[1]])
-            model, rows = None, "training and validation rows"
+            start, model, rows = model, None, "training and validation rows"
         if model is None:
-            model = LogisticRegression(C=chosen, max_iter=1000).fit(x, y)
+            model = LogisticRegression(C=chosen, max_iter=1000)
+            if start is not None:  # the same optimum, reached in fewer steps
+                model.set_params(warm_start=True)
+                model.coef_, model.intercept_ = start.coef_.copy(), start.intercept_.copy()
+            model.fit(x, y)
         coef = np.asarray(model.coef_, dtype=np.float32)  # [1 or K, size]
         assert self.bag is not None
         with torch.no_grad():  # only the logit columns: the rest would be noise to unlearn
@@ -230,6 +235,40 @@ class TfidfEncoder(Encoder):
             "fitted_on": rows,
             "chosen_on": chosen_on,
         }
+
+    def refit_rows(
+        self, values: pd.Series | pd.DataFrame, target: pd.Series | np.ndarray
+    ) -> dict[str, Any] | None:
+        """Refit the warm start's logistic regression on these labelled rows (the
+        training and validation rows: ``fusion.stack`` ``refit_inputs``) with the C its fit
+        chose, and start the layer there again (the vocabulary is kept). ``None``: no
+        warm start to refit."""
+        from sklearn.linear_model import LogisticRegression
+
+        if "C" not in self.warm:
+            return None
+        classes = list(self.warm["classes"])
+        labels = pd.Series(np.asarray(target, dtype=object)).map(
+            lambda v: str(v) if v is not None and v == v else None
+        )
+        matrix = self.tfidf(values)
+        keep = (labels.isin(classes).to_numpy()) & (np.diff(matrix.indptr) > 0)
+        y = labels[keep].map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+        if len(np.unique(y)) != len(classes):
+            return None
+        model = LogisticRegression(C=self.warm["C"], max_iter=1000)
+        model.fit(matrix[np.flatnonzero(keep)], y)
+        coef = np.asarray(model.coef_, dtype=np.float32)
+        assert self.bag is not None
+        with torch.no_grad():
+            self.bag.weight.zero_()
+            self.bag.weight[:, : len(coef)] = torch.from_numpy(coef.T.copy())
+        self.warm.update(
+            intercept=[float(v) for v in np.ravel(model.intercept_)],
+            rows=len(y),
+            fitted_on="training and validation rows (refit_inputs)",
+        )
+        return {"C": self.warm["C"], "rows": len(y)}
 
     def _build(self) -> None:
         """The linear layer, one row per term of every kind."""

@@ -163,3 +163,23 @@ def test_alone_with_a_linear_head_the_model_ranks_as_the_regression_does() -> No
     scores = pipeline.predict_scores(test, raw=True)[:, 0]
     order = np.argsort(logit, kind="stable")
     assert np.all(np.diff(scores[order]) >= -1e-6)  # a monotone map of the regression's logit
+
+
+def test_refit_rows_refits_the_regression_on_more_rows_with_the_chosen_c() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = notes(200, seed=3)
+    enc = encoder(dim=4)
+    enc.fit(texts[:120], target=labels[:120], valid=(texts[120:160], labels[120:160]))
+    chosen = enc.warm["C"]
+    record = enc.refit_rows(texts[:160], labels[:160])
+    assert record == {"C": chosen, "rows": 160}
+    expected = LogisticRegression(C=chosen, max_iter=1000).fit(enc.tfidf(texts[:160]), labels[:160])
+    weight = enc.bag.weight.detach().numpy()
+    assert np.allclose(weight[:, 0], expected.coef_[0], atol=1e-4)
+    assert not weight[:, 1:].any()
+    assert enc.warm["fitted_on"] == "training and validation rows (refit_inputs)"
+    assert encoder(dim=4, warm_start=False).refit_rows is not None  # a method on every one
+    cold = encoder(dim=4, warm_start=False)
+    cold.fit(texts, target=labels)
+    assert cold.refit_rows(texts, labels) is None  # no regression to refit

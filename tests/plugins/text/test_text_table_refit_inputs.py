@@ -1,0 +1,94 @@
+"""The text-table recipe without joint epochs and with its parts refit on every
+training row once the stack has weighed them (``epochs: 0``, ``refit_inputs``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import transfuse_text
+from transfuse.config import load_pipeline
+
+
+@pytest.fixture
+def manager(transfuse_manager: Any, register_plugin: Any) -> Any:
+    import transfuse_tabular
+
+    register_plugin(transfuse_text, name="text")
+    register_plugin(transfuse_tabular, name="tabular")
+    return transfuse_manager
+
+
+def frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, rows)
+    words = np.where(label == 1, "late missed overdue", "paid on time")
+    noisy = rng.random(rows) < 0.3
+    return pd.DataFrame(
+        {
+            "note": [w if not n else "no remark" for w, n in zip(words, noisy)],
+            "income": rng.normal(size=rows) - label,
+            "age": rng.normal(size=rows),
+            "bad": label,
+        }
+    )
+
+
+def config(manager: Any, **fusion: Any) -> dict[str, Any]:
+    out = load_pipeline("text-table", manager).to_dict()
+    out["task"]["target"] = "bad"
+    out["inputs"]["text"] = {**out["inputs"]["text"], "column": "note", "options": {"min_df": 1}}
+    out["inputs"]["table"] = {**out["inputs"]["table"], "columns": ["income", "age"],
+                              "options": {"trees": 20}}  # fmt: skip
+    out["fusion"]["options"].update(fusion)
+    out["train"].update(batch_size=64, device="cpu", progress=False)
+    return out
+
+
+def test_no_epochs_keeps_the_fitted_parts_and_still_refits_the_weights(manager: Any) -> None:
+    import transfuse
+
+    cfg = config(manager, refit_inputs=False)
+    cfg["train"]["epochs"] = 0
+    data = frame(300, seed=0)
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(data)
+    assert pipeline.metrics["history"] == [] and pipeline.metrics["best_epoch"] == -1
+    assert set(pipeline.metrics["log"]["fusion_refit"]["weights"]) == {"text", "table"}
+    assert "refit_inputs" not in pipeline.metrics["log"]
+    table = pipeline.model.inputs["table"]
+    raw = table.raw_score(data[["income", "age"]])  # the head reads LightGBM's raw score
+    out = table(table.prepare(data[["income", "age"]]))[:, 0].detach().numpy()
+    assert np.allclose(out, raw, atol=1e-4)
+    assert pipeline.metrics["test"]["roc_auc"] > 0.8
+
+
+def test_refit_inputs_refits_both_parts_on_training_and_validation_rows(
+    manager: Any, tmp_path: Path
+) -> None:
+    import transfuse
+
+    cfg = config(manager, refit_inputs=True)
+    cfg["train"]["epochs"] = 0
+    data = frame(400, seed=1)
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(data)
+    sizes = pipeline.splits.sizes()
+    done = pipeline.metrics["log"]["refit_inputs"]
+    labelled = sizes["train"] + sizes["validation"]
+    assert done["table"]["rows"] == labelled and done["table"]["rounds"] >= 1
+    assert done["text"]["rows"] == labelled  # every note has a text
+    table = pipeline.model.inputs["table"]
+    rows = pd.concat([pipeline.splits.train, pipeline.splits.validation])
+    raw = table.raw_score(rows[["income", "age"]])
+    out = table(table.prepare(rows[["income", "age"]]))[:, 0].detach().numpy()
+    assert np.allclose(out, raw, atol=1e-4)  # the leaf table is the new trees'
+    assert pipeline.metrics["test"]["roc_auc"] > 0.8
+    # measured on the validation rows before the parts learned from them
+    assert pipeline.importance["table"]["drop"] > 0 and pipeline.importance["text"]["drop"] > 0
+    scores = pipeline.predict_scores(data)
+    pipeline.save(tmp_path / "run")
+    again = transfuse.load(tmp_path / "run", manager=manager)
+    assert np.allclose(again.predict_scores(data), scores, atol=1e-6)
