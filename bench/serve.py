@@ -23,7 +23,7 @@ rows are new applicants, so the model runs on every row. Printed per model: rows
 second and p50/p99 latency of each path, and the ratios. Target on CPU: at 256-row
 requests, at least 0.8 of in-process throughput; single-row p99 reported.
 
-    python bench/serve.py                          # all three, about 3 minutes on 2 cores
+    python bench/serve.py                          # all three, 5-8 minutes on 2 cores
     python bench/serve.py --models mlp             # the small model only, under a minute
     python bench/serve.py --run runs/my-run --data rows.csv --rounds 5
 """
@@ -188,10 +188,14 @@ def measure(
         root = root.parent if root.is_file() else root
         frame = frame.assign(**{c: frame[c].map(lambda v: str(Path(v).resolve())) for c in files})
     batch = args.batch
-    need = batch * args.batches
+    heavy = label in (LABELS["demo"], LABELS["demo-base64"])
+    need = batch * (args.demo_batches if heavy else args.batches)
     frame = frame.iloc[np.arange(need) % len(frame)].reset_index(drop=True)
     batches = [frame.iloc[i : i + batch].reset_index(drop=True) for i in range(0, need, batch)]
-    singles = [frame.iloc[[i]].reset_index(drop=True) for i in range(args.singles)]
+    singles = [
+        frame.iloc[[i]].reset_index(drop=True)
+        for i in range(args.demo_singles if heavy else args.singles)
+    ]
     # Encoded before the clock starts: the figures are the server's, not the client's json.
     batch_bodies = [json.dumps(records(b, files, root)).encode() for b in batches]
     single_bodies = [json.dumps(records(s, files, root)[0]).encode() for s in singles]
@@ -290,6 +294,18 @@ def main() -> None:
     parser.add_argument("--demo-sample", type=int, default=1500,
                         help="loans drawn for the demo model (default: 1500)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: 3)")
+    parser.add_argument(
+        "--demo-batches",
+        type=int,
+        default=3,
+        help="batch requests per round for the demo model (default: 3)",
+    )
+    parser.add_argument(
+        "--demo-singles",
+        type=int,
+        default=30,
+        help="single-row requests per round for the demo model (default: 30)",
+    )
     parser.add_argument(
         "--batch", type=int, default=BATCH, help=f"rows per batch request (default: {BATCH})"
     )
