@@ -123,3 +123,25 @@ def test_a_task_whose_figures_differ_is_resampled_through_its_own_metrics():
     point = task.metrics(pd.Series(y), p)
     found = metric_intervals(task, pd.Series(y), p, np.zeros((60, 1)), point, rounds=50)
     assert found["brier"].low > 1.0  # the task's own figure, not the numpy twin's
+
+
+def test_binary_intervals_counted_over_all_rounds_equal_resampling_round_by_round():
+    from transfuse.intervals import interval
+
+    task = _binary(label_smoothing=0.1)
+    y = (RNG.random(500) < 0.3).astype(int)
+    logits = np.round(2 * y - 0.7 + RNG.normal(0, 1.5, 500), 1).reshape(-1, 1)  # ties
+    p = 1 / (1 + np.exp(-logits))
+    labels = pd.Series(y)
+    point = {**task.metrics(labels, p), "loss": _loss_of(task, labels, logits)}
+    found = metric_intervals(task, labels, p, logits, point, rounds=200, seed=3)
+    num, den = _loss_terms(task, y.astype(np.float64), logits.astype(np.float64))
+
+    def one_round(rows: np.ndarray) -> dict[str, float]:
+        return {**binary_metrics(y[rows], p[rows, 0]), "loss": num[rows].sum() / den[rows].sum()}
+
+    expected = interval(one_round, 500, labels=y, positives=int(y.sum()), rounds=200, seed=3)
+    assert set(found) == set(expected)
+    for name, iv in found.items():
+        assert iv.low == pytest.approx(expected[name].low, abs=1e-9), name
+        assert iv.high == pytest.approx(expected[name].high, abs=1e-9), name
