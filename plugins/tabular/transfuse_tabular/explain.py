@@ -105,6 +105,24 @@ def _compare(x: float, quantiles: np.ndarray, levels: np.ndarray) -> str:
     return f"lower than {above:.0%} of training rows"
 
 
+def _compare_all(x: np.ndarray, quantiles: np.ndarray, levels: np.ndarray) -> list[str]:
+    """:func:`_compare` for every value of ``x`` at once (no NaN)."""
+    left = np.searchsorted(quantiles, x, "left")
+    right = np.searchsorted(quantiles, x, "right")
+    shared = right - left > 1
+    interpolated = np.interp(x, quantiles, levels)
+    top = len(levels) - 1
+    below = np.where(shared, np.where(left <= top, levels[np.minimum(left, top)], 1.0),
+                     interpolated)  # fmt: skip
+    above = np.where(shared, 1.0 - levels[np.maximum(right - 1, 0)], 1.0 - interpolated)
+    return [
+        f"higher than {b:.0%} of training rows"
+        if b >= a
+        else f"lower than {a:.0%} of training rows"
+        for b, a in zip(below.tolist(), above.tolist(), strict=True)
+    ]
+
+
 def describe(schema: TableSchema, values: pd.Series | pd.DataFrame) -> tuple[list, list]:
     """Per row, each column's value as text and how it compares with the training rows."""
     frame = as_frame(values)
@@ -112,17 +130,22 @@ def describe(schema: TableSchema, values: pd.Series | pd.DataFrame) -> tuple[lis
     shown: list[list[str]] = [[] for _ in range(len(frame))]
     notes: list[list[str]] = [[] for _ in range(len(frame))]
     for j, column in enumerate(schema.numeric):
-        levels = np.linspace(0, 1, len(column.quantiles)) if column.quantiles else None
-        for i, x in enumerate(raw[:, j]):
-            if np.isnan(x):
+        x = raw[:, j]
+        gone = np.isnan(x)
+        compared: list[str] = [""] * len(x)
+        if column.quantiles and not gone.all():
+            levels = np.linspace(0, 1, len(column.quantiles))
+            found = _compare_all(x[~gone], np.asarray(column.quantiles), levels)
+            for i, note in zip(np.flatnonzero(~gone).tolist(), found, strict=True):
+                compared[i] = note
+        missing = f"missing in {column.missing_fraction:.0%} of training rows"
+        for i, value in enumerate(x.tolist()):
+            if gone[i]:
                 shown[i].append("missing")
-                notes[i].append(f"missing in {column.missing_fraction:.0%} of training rows")
-                continue
-            shown[i].append(_number(float(x)))
-            if levels is None:
-                notes[i].append("")
-                continue
-            notes[i].append(_compare(float(x), np.asarray(column.quantiles), levels))
+                notes[i].append(missing)
+            else:
+                shown[i].append(_number(value))
+                notes[i].append(compared[i])
     for j, column in enumerate(schema.categorical):
         total = sum(column.counts)
         for i, code in enumerate(codes[:, j]):

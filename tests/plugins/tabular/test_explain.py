@@ -102,3 +102,15 @@ def test_a_value_many_rows_share_counts_only_the_rows_strictly_below_or_above() 
     levels = np.linspace(0, 1, len(terms))
     assert _compare(60.0, terms, levels) == "higher than 76% of training rows"  # not 100%
     assert _compare(36.0, terms, levels) == "lower than 25% of training rows"
+
+
+def test_comparing_every_value_at_once_says_what_comparing_each_says():
+    from transfuse_tabular.explain import _compare, _compare_all
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # quantiles with shared values (ties), values on and between them
+        quantiles = np.sort(rng.choice(np.arange(10), size=rng.integers(2, 30))).astype(float)
+        levels = np.linspace(0, 1, len(quantiles))
+        x = rng.choice(np.concatenate([quantiles, rng.uniform(-2, 12, 20)]), 50)
+        expected = [_compare(float(v), quantiles, levels) for v in x]
+        assert _compare_all(x, quantiles, levels) == expected

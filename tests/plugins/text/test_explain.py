@@ -77,7 +77,10 @@ REPEATED = pd.Series(
 
 def _one_by_one(encoder, texts: pd.Series, logit) -> list[np.ndarray]:
     """Occlusion by hand, one text per forward pass: the scores before any batching."""
-    from transfuse_text.explain import _without
+    import re
+
+    def _without(text: str, word: str) -> str:  # the word blanked wherever it stands whole
+        return re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", " ", text, flags=re.I).strip()
 
     def score(text: str, row: int) -> float:
         batch = encoder.prepare(pd.Series([text], dtype=object))
@@ -133,3 +136,26 @@ def test_encoding_each_distinct_text_once_keeps_the_scores(kind, minilm) -> None
     # 7 texts with words give 19 (row, text) pairs, 13 distinct texts: "nurse", "teacher",
     # "" and their rows come up again; "Registered Nurse" (and "Nurse") differ as texts
     assert plain_texts == 19 and cached_texts == 13
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "senior Manager, manager of managers",
+        "self-employed (owner) / OWNER",
+        "naïve café: Café au lait!",
+        "a a a b",
+        "   ",
+    ],
+)
+def test_each_variant_blanks_every_occurrence_of_its_word_as_a_whole_word_regex(text):
+    import re
+
+    from transfuse_text.explain import _variants, words
+
+    found = words(text)
+    expected = [
+        re.sub(rf"(?<!\w){re.escape(w)}(?!\w)", " ", text, flags=re.IGNORECASE).strip()
+        for w in found
+    ]
+    assert list(_variants(text, found)) == expected
