@@ -181,7 +181,13 @@ def integrated_gradients(
     def forward(t: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
         return logit(encoder.trunk(t), at)
 
-    method = IntegratedGradients(forward)
+    def summed(t: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        # Rows do not interact in eval mode, so the gradient of the batch's sum is each
+        # row's own gradient: one backward pass, where captum's per-row output costs a
+        # scalar gradient per row and step (a fifth of the explanation's time).
+        return forward(t, at).sum().reshape(1)
+
+    method = IntegratedGradients(summed)
     attribution = torch.zeros_like(tokens)
     for base in bases:  # the average over the reference rows (expected gradients' idea)
         found = method.attribute(
