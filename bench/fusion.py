@@ -243,10 +243,16 @@ def _preset(
     from transfuse.config import load_pipeline
 
     config = load_pipeline(name).to_dict()
-    columns = {"text": {"column": data.text}, "table": {"columns": data.table}}
+    template = config["inputs"]["text"]["column"]  # the text column's name in the template
+    stats = (
+        [data.text] if config["inputs"]["table"].get("options", {}).get("text_statistics") else []
+    )
+    columns = {"text": {"column": data.text}, "table": {"columns": stats + data.table}}
     inputs = {key: {**spec, **columns[key]} for key, spec in config["inputs"].items()}
     for spec in inputs.values():
         spec.pop("columns" if "column" in spec and spec.get("column") else "column", None)
+        if spec.get("options", {}).get("text_statistics") == [template]:
+            spec["options"] = {**spec["options"], "text_statistics": [data.text]}
     if only is not None:
         inputs = {only: inputs[only]}
     return inputs, config["fusion"]

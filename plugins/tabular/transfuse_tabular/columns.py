@@ -4,6 +4,11 @@
 boolean, the numeric statistics (mean, std, quantiles, bin edges) and the categorical
 vocabularies, and turns any later frame into arrays: raw numbers (NaN where missing) and
 category codes (0 = missing, 1 = unknown, 2.. = the vocabulary in a stable order).
+
+A free-text column listed under ``text_statistics`` becomes numeric columns, one per
+:data:`TEXT_STATISTICS` (``"note:words"``, ``"note:capitals"``, ...), computed from the text
+whenever a frame is turned into numbers: the length and style of a text, which a bag of
+words does not see, for a table encoder beside a text encoder.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from torch import nn
 
 from transfuse.errors import ConfigError, DataError
 
-__all__ = ["MISSING", "UNKNOWN", "Column", "TableSchema", "as_frame", "category_key"]
+__all__ = [
+    "MISSING",
+    "TEXT_STATISTICS",
+    "UNKNOWN",
+    "Column",
+    "TableSchema",
+    "as_frame",
+    "category_key",
+]
 
 Kind = Literal["numeric", "categorical", "boolean"]
 
@@ -30,6 +43,44 @@ _QUANTILES = 1000
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 _RESERVED = set(dir(nn.ModuleDict()))
+
+#: What a ``text_statistics`` column becomes: statistic -> the regular expression whose
+#: matches are counted (``characters``: the text's length; ``link`` and ``leading_quote``:
+#: 0 or 1; ``capitals``: Latin capital letters, accented ones included).
+TEXT_STATISTICS: dict[str, str] = {
+    "characters": "",
+    "words": r"\S+",
+    "capitals": "[A-Z\u00c0-\u00d6\u00d8-\u00de]",
+    "digits": r"\d",
+    "punctuation": r"[^\w\s]",
+    "exclamations": "!",
+    "questions": r"\?",
+    "quotes": '["\u201c\u201d]',
+    "mentions": "@",
+    "hashtags": "#",
+    "link": r"https?://|www\.",
+    "leading_quote": '^\\s*["\u201c]',
+}
+_FLAGS = {"link", "leading_quote"}
+
+
+def _text_statistics(series: pd.Series) -> pd.DataFrame:
+    """A text column's :data:`TEXT_STATISTICS`, one float column each (NaN where the text is
+    missing)."""
+    present = series.notna()
+    text = series.where(present, "").astype(str)
+    out: dict[str, np.ndarray] = {}
+    for name, pattern in TEXT_STATISTICS.items():
+        if name == "characters":
+            values = text.str.len()
+        elif name in _FLAGS:
+            values = text.str.contains(pattern, regex=True).astype(float)
+        else:
+            values = text.str.count(pattern)
+        column = values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        column[~present.to_numpy()] = np.nan
+        out[name] = column
+    return pd.DataFrame(out, index=series.index)
 
 
 @dataclass
@@ -46,6 +97,9 @@ class Column:
     vocabulary: list[str] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     missing_fraction: float = 0.0
+    #: For a text statistic: the text column it is computed from, and which statistic.
+    source: str = ""
+    statistic: str = ""
 
     @property
     def cardinality(self) -> int:
@@ -171,10 +225,12 @@ class TableSchema:
         numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         boolean: Sequence[str] = (),
+        text_statistics: Sequence[str] = (),
         min_frequency: int = 1,
         bins: int = 16,
     ) -> TableSchema:
-        """Learn kinds (dtype, or the overrides), statistics and vocabularies."""
+        """Learn kinds (dtype, or the overrides), statistics and vocabularies; each
+        ``text_statistics`` column becomes one numeric column per :data:`TEXT_STATISTICS`."""
         if frame.shape[1] == 0:
             raise DataError("the input has no columns", fix="list its columns in the config")
         if len(frame) == 0:
@@ -182,11 +238,12 @@ class TableSchema:
         names = [str(c) for c in frame.columns]
         if len(set(names)) != len(names):
             raise DataError("duplicate column names", where=f"columns {names}")
-        overrides: dict[str, Kind] = {}
+        overrides: dict[str, str] = {}
         for kind, listed in (
             ("numeric", numeric),
             ("categorical", categorical),
             ("boolean", boolean),
+            ("text_statistics", text_statistics),
         ):
             for name in listed:
                 if name not in names:
@@ -200,12 +257,27 @@ class TableSchema:
                         f"column {name!r} is listed as both {overrides[name]} and {kind}",
                         where=f"options.{kind}",
                     )
-                overrides[name] = kind  # type: ignore[assignment]
-        columns = []
-        for name, key, label in zip(names, _safe_keys(names), frame.columns):
+                overrides[name] = kind
+        # A text column's statistics take its place, named "<column>:<statistic>".
+        fitted: list[tuple[str, pd.Series, Kind, str, str]] = []  # + source, statistic
+        for name, label in zip(names, frame.columns):
             series = frame[label]
-            kind = overrides.get(name) or _infer_kind(series, name)
-            column = Column(name=name, key=key, kind=kind)
+            if overrides.get(name) != "text_statistics":
+                kind = overrides.get(name) or _infer_kind(series, name)
+                fitted.append((name, series, kind, "", ""))  # type: ignore[arg-type]
+                continue
+            for statistic, values in _text_statistics(series).items():
+                fitted.append((f"{name}:{statistic}", values, "numeric", name, statistic))
+        if len({f[0] for f in fitted}) != len(fitted):
+            raise DataError(
+                "a text statistic's name is also a column's name",
+                where=f"columns {[f[0] for f in fitted]}",
+                fix="rename the column, or drop it from the input",
+            )
+        columns = []
+        keys = _safe_keys([f[0] for f in fitted])
+        for (name, series, kind, source, statistic), key in zip(fitted, keys):
+            column = Column(name=name, key=key, kind=kind, source=source, statistic=statistic)
             column.missing_fraction = float(series.isna().mean())
             if kind == "numeric":
                 _fit_numeric(column, _numbers(series, name), bins)
@@ -233,10 +305,20 @@ class TableSchema:
         return frame[labels[column.name]]
 
     def numbers(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw numeric values ``[N, numeric columns]``, NaN where missing."""
+        """Raw numeric values ``[N, numeric columns]``, NaN where missing. A text statistic
+        is read from the frame when it has the column (a reference row), else computed
+        from its text column."""
         out = np.empty((len(frame), len(self.numeric)), dtype=np.float64)
+        labels = {str(c) for c in frame.columns}
+        computed: dict[str, pd.DataFrame] = {}
         for j, column in enumerate(self.numeric):
-            out[:, j] = _numbers(self._series(frame, column), column.name)
+            if not column.source or column.name in labels:
+                out[:, j] = _numbers(self._series(frame, column), column.name)
+                continue
+            if column.source not in computed:
+                source = Column(name=column.source, key="", kind="categorical")
+                computed[column.source] = _text_statistics(self._series(frame, source))
+            out[:, j] = computed[column.source][column.statistic].to_numpy()
         return out
 
     def codes(self, frame: pd.DataFrame) -> np.ndarray:

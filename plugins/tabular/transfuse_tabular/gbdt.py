@@ -173,6 +173,7 @@ class GBDTEncoder(Encoder):
             numeric=o.numeric,
             categorical=o.categorical,
             boolean=o.boolean,
+            text_statistics=o.text_statistics,
             min_frequency=o.min_frequency,
         )
         x = self._matrix(values)

@@ -24,6 +24,12 @@ class TableOptions(Options):
     boolean: list[str] = Field(
         default_factory=list, description="Columns to treat as yes/no (true/false, 1/0, y/n)."
     )
+    text_statistics: list[str] = Field(
+        default_factory=list,
+        description="Free-text columns each read as 12 numbers instead of a category: "
+        "characters, words, capitals, digits, punctuation, '!', '?', quotes, '@', '#', a "
+        "link, a leading quote (style and length, which a bag of words does not see).",
+    )
     min_frequency: int = Field(
         default=5,
         ge=1,

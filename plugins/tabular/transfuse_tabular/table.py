@@ -64,6 +64,7 @@ class TableEncoder(Encoder):
             numeric=o.numeric,
             categorical=o.categorical,
             boolean=o.boolean,
+            text_statistics=o.text_statistics,
             min_frequency=o.min_frequency,
             bins=o.bins,
         )

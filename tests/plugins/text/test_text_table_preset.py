@@ -51,13 +51,17 @@ def test_with_its_columns_named_it_trains_and_logs_the_refit(manager: Any) -> No
         }
     )
     config = load_pipeline("text-table", manager).to_dict()
+    template = config["inputs"]["text"]["column"]
     config["task"]["target"] = "bad"
     config["inputs"]["text"] = {**config["inputs"]["text"], "column": "note",
                                 "options": {"min_df": 1}}  # fmt: skip
-    config["inputs"]["table"] = {**config["inputs"]["table"], "columns": ["income", "age"],
-                                 "options": {"trees": 20}}  # fmt: skip
+    table = config["inputs"]["table"]  # the note's statistics beside the table, as shipped
+    assert table["options"]["text_statistics"] == [template]
+    config["inputs"]["table"] = {**table, "columns": ["note", "income", "age"],
+                                 "options": {"text_statistics": ["note"], "trees": 20}}  # fmt: skip
     config["train"].update(epochs=2, batch_size=64, device="cpu", progress=False)
     pipeline = transfuse.Pipeline.from_config(config, manager=manager).fit(frame)
+    assert "note:words" in pipeline.model.encoders()["table"].schema.by_name
     refit = pipeline.metrics["log"]["fusion_refit"]
     assert set(refit["weights"]) == {"text", "table"}
     assert pipeline.metrics["test"]["roc_auc"] > 0.8
