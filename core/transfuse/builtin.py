@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from transfuse.components import (
     DataSourceEntry,
@@ -108,6 +108,22 @@ class StackOptions(FusionOptions):
         "tree count); replaces what training changed in those layers (use with epochs 0). "
         "Calibration and the validation metrics use the logits from before.",
     )
+    refit_folds: int = Field(
+        default=0,
+        ge=0,
+        description="With refit_inputs and every input able to refit its own model: weigh "
+        "the inputs on out-of-fold logits of the training and validation rows together "
+        "(each of k folds scored by the inputs refit on the other folds: classic stacking), "
+        "not on the validation rows alone; 0: off, else k >= 2. Costs k + 1 refits of each "
+        "input.",
+    )
+
+    @field_validator("refit_folds")
+    @classmethod
+    def _folds_are_two_or_more(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("refit_folds must be 0 (off) or at least 2")
+        return value
 
 
 class LinearOptions(FusionOptions):

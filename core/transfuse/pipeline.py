@@ -195,6 +195,9 @@ class Pipeline:
             start_candidate=init is not None,  # transferred weights compete with each epoch
         )
         self.result = result = trainer.fit(train_data, val_data, resume=resume)
+        crossed = self._cross_fit(splits)
+        if crossed is not None:  # the inputs weighed on every labelled row, out of fold
+            result.refit = crossed
         held, refit_inputs = self._refit_inputs(splits, val_data)
         if held is not None:  # the parts changed: prepare the validation rows afresh
             val_data = self.frame_batches(splits.validation, labelled=True, batch_size=batch)
@@ -292,6 +295,69 @@ class Pipeline:
                 hashed = pd.util.hash_pandas_object(part[self.config.task.target], index=True)
             digest.update(hashed.to_numpy().tobytes())
         return {"sha256": digest.hexdigest(), "rows": splits.sizes()}
+
+    def _cross_fit(self, splits: Splits) -> dict[str, Any] | None:
+        """``fusion.stack`` ``refit_folds: k`` (with ``refit`` and ``refit_inputs``): weigh
+        the inputs again, on out-of-fold logits of the training and validation rows
+        together. Each of k stratified folds is scored by the inputs refit (``refit_rows``)
+        on the other folds, so the weights are chosen on every labelled row, none scored by
+        a model that learned from it; then the inputs are refit on the training rows, as
+        they were before. Returns the refit's record (``None``: off; a ``skipped`` note
+        kept in the record when an input cannot refit its rows)."""
+        from transfuse.data import input_values
+        from transfuse.refit import held_out, stratified_folds
+
+        assert self.model is not None and self.device is not None and self.task is not None
+        assert self.result is not None
+        options = getattr(self.model.fusion, "options", None)
+        folds = int(getattr(options, "refit_folds", 0) or 0)
+        on = getattr(options, "refit", False) and getattr(options, "refit_inputs", False)
+        if not folds or not on or not len(splits.validation) or self.result.refit is None:
+            return None
+        unable = [p.name for p in self.plans if not hasattr(p.encoder, "refit_rows")]
+        if unable:
+            return {**self.result.refit, "cross_fit": f"skipped: {unable} cannot refit their rows"}
+        target = self.config.task.target
+        rows = pd.concat([splits.train, splits.validation])
+        fold_of = stratified_folds(self.task.encode(rows[target]), folds, self.config.train.seed)
+
+        def refit_all(fit_rows: pd.DataFrame) -> list[str]:
+            """Refit every input on these rows; the names of those that could not."""
+            return [
+                plan.name
+                for plan in self.plans
+                if getattr(plan.encoder, "refit_rows")(  # noqa: B009
+                    input_values(fit_rows, plan.columns), fit_rows[target]
+                )
+                is None
+            ]
+
+        stored: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        order: list[pd.DataFrame] = []
+        failed: list[str] = []
+        for k in range(folds):
+            failed = refit_all(rows[fold_of != k])
+            if failed:
+                break
+            held_rows = rows[fold_of == k]
+            data = self.frame_batches(held_rows, labelled=True)
+            self.model.eval()
+            with self.device.inference():
+                stored.extend((self.model.embeddings(b), b["present"]) for b in data.batches())
+            order.append(held_rows)
+        refit_all(splits.train)  # as fitted: the validation rows are held out again
+        if failed:
+            return {**self.result.refit, "cross_fit": f"skipped: {failed} cannot refit their rows"}
+        labels = pd.concat(order)[target]
+        device = self.device
+
+        def batches() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+            with device.inference():  # as refit_fusion's: the heads' logits need no graph
+                yield from stored
+
+        held = held_out(batches, labels, self.task, self.result.metric, self.config.train.seed)
+        record = getattr(self.model.fusion, "refit")(held)  # noqa: B009
+        return {**record, "cross_fit": {"folds": folds, "rows": len(labels)}}
 
     def _refit_inputs(
         self, splits: Splits, val_data: FrameBatches

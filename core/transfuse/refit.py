@@ -21,12 +21,21 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from transfuse.bases import Task
     from transfuse.data import FrameBatches
     from transfuse.device import DeviceManager
     from transfuse.model import FusionModel
 
-__all__ = ["PENALTIES", "HeldOut", "choose_combination", "refit_fusion"]
+__all__ = [
+    "PENALTIES",
+    "HeldOut",
+    "choose_combination",
+    "held_out",
+    "refit_fusion",
+    "stratified_folds",
+]
 
 #: The L2 penalties on the refit weights that k-fold chooses among (mean loss + p * |W|^2).
 PENALTIES = (0.0, 0.001, 0.01, 0.1)
@@ -69,8 +78,6 @@ def refit_fusion(
     refit = getattr(model.fusion, "refit", None)
     if not callable(refit) or not len(data.frame):
         return None
-    labels = data.labels()
-    sign = 1.0 if task.greater_is_better(metric) else -1.0
 
     def batches() -> Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]:
         model.eval()
@@ -78,13 +85,25 @@ def refit_fusion(
             for batch in data.batches():
                 yield model.embeddings(batch), batch["present"]
 
+    record: dict[str, Any] | None = refit(held_out(batches, data.labels(), task, metric, seed))
+    return record
+
+
+def held_out(
+    batches: Callable[[], Iterator[tuple[dict[str, Tensor], dict[str, Tensor]]]],
+    labels: pd.Series,
+    task: Task,
+    metric: str,
+    seed: int = 0,
+) -> HeldOut:
+    """The :class:`HeldOut` of rows whose ``batches()`` come in the order of ``labels``."""
+    sign = 1.0 if task.greater_is_better(metric) else -1.0
+
     def score(logits: Tensor, rows: np.ndarray) -> float:
         found = task.metrics(labels.iloc[rows], task.scores(logits))
         return sign * float(found.get(metric, float("nan")))
 
-    held = HeldOut(batches, task.encode(labels), task.loss, score, metric, seed)
-    record: dict[str, Any] | None = refit(held)
-    return record
+    return HeldOut(batches, task.encode(labels), task.loss, score, metric, seed)
 
 
 def _combine(logits: Tensor, observed: Tensor, weights: Tensor, bias: Tensor) -> Tensor:
@@ -165,7 +184,7 @@ def _lbfgs(
     return (w * free).detach(), b.detach()
 
 
-def _folds(target: Tensor, k: int, seed: int) -> np.ndarray:
+def stratified_folds(target: Tensor, k: int, seed: int) -> np.ndarray:
     """A fold number per row, stratified by the target (rows sorted by it, dealt in turn)."""
     gen = np.random.default_rng(seed)
     values = target.reshape(len(target), -1)[:, 0].double().numpy()
@@ -228,7 +247,7 @@ def choose_combination(
         }
     uses = [False, True] if interaction is not None else [False]
     fitted = [(p, use) for use in uses for p in penalties]
-    folds = _folds(target, FOLDS, held.seed)
+    folds = stratified_folds(target, FOLDS, held.seed)
     scores: dict[str, list[float]] = {}
     for fold in range(FOLDS):
         test = np.flatnonzero(folds == fold)

@@ -92,3 +92,46 @@ def test_refit_inputs_refits_both_parts_on_training_and_validation_rows(
     pipeline.save(tmp_path / "run")
     again = transfuse.load(tmp_path / "run", manager=manager)
     assert np.allclose(again.predict_scores(data), scores, atol=1e-6)
+
+
+def test_refit_folds_weighs_the_parts_out_of_fold_on_every_labelled_row(manager: Any) -> None:
+    import transfuse
+
+    cfg = config(manager, refit_inputs=True, refit_folds=3)
+    cfg["train"]["epochs"] = 0
+    data = frame(400, seed=2)
+    data["note"] = data["note"].sample(frac=1.0, random_state=0).to_numpy()  # the text: noise
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(data)
+    sizes = pipeline.splits.sizes()
+    labelled = sizes["train"] + sizes["validation"]
+    refit = pipeline.metrics["log"]["fusion_refit"]
+    assert refit["cross_fit"] == {"folds": 3, "rows": labelled} and refit["rows"] == labelled
+    assert refit["chosen"] == "table alone"  # a noise text earns no weight
+    assert pipeline.metrics["log"]["refit_inputs"]["table"]["rows"] == labelled
+    # before the parts were refit on every row they were the training rows' again, so the
+    # validation rows were held out for calibration and the importance
+    assert pipeline.importance["table"]["drop"] > 0.2
+    again = transfuse.Pipeline.from_config(cfg, manager=manager).fit(data)
+    assert np.allclose(again.predict_scores(data), pipeline.predict_scores(data))
+
+
+def test_refit_folds_is_skipped_when_an_input_cannot_refit_its_rows(manager: Any) -> None:
+    import transfuse
+
+    cfg = config(manager, refit_inputs=True, refit_folds=3)
+    cfg["train"]["epochs"] = 0
+    cfg["inputs"]["table"] = {"encoder": "tabular.mlp", "columns": ["income", "age"]}
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(frame(200, seed=3))
+    refit = pipeline.metrics["log"]["fusion_refit"]
+    assert refit["cross_fit"] == "skipped: ['table'] cannot refit their rows"
+    assert refit["rows"] == pipeline.splits.sizes()["validation"]
+
+
+def test_one_fold_is_a_config_error(manager: Any) -> None:
+    import transfuse
+    from transfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="refit_folds must be 0"):
+        transfuse.Pipeline.from_config(config(manager, refit_folds=1), manager=manager).fit(
+            frame(100, seed=4)
+        )
