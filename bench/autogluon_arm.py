@@ -2,8 +2,10 @@
 
 AutoGluon pins its own numpy, pandas and scikit-learn, so it lives in a separate virtual
 environment (never transfuse's): ``python3 -m venv /tmp/agvenv && /tmp/agvenv/bin/pip
-install "autogluon.tabular[lightgbm]"``. ``bench/fusion.py --autogluon-python
-/tmp/agvenv/bin/python`` writes the split as parquet files and runs this script on them::
+install "autogluon.tabular[lightgbm,catboost,xgboost,fastai]==1.6.3" torch==2.11.0`` (every
+model family of ``medium_quality``: its gradient-boosted trees and its two neural nets).
+``bench/fusion.py --autogluon-python /tmp/agvenv/bin/python`` writes the split as parquet
+files and runs this script on them::
 
     python bench/autogluon_arm.py TRAIN.parquet TEST.parquet OUT.json --label label \
         --text text --time-limit 600
@@ -54,6 +56,7 @@ def main() -> None:
             "train_seconds": trained - started,
             "predict_seconds": predicted - trained,
             "best_model": str(predictor.model_best),
+            "models": [str(m) for m in predictor.model_names()],
             "presets": args.presets,
             "time_limit": args.time_limit,
         }
