@@ -314,6 +314,8 @@ class Pipeline:
         on = getattr(options, "refit", False) and getattr(options, "refit_inputs", False)
         if not folds or not on or not len(splits.validation) or self.result.refit is None:
             return None
+        if len(self.plans) == 1:  # nothing to weigh: one input's refit is its bias alone
+            return None
         unable = [p.name for p in self.plans if not hasattr(p.encoder, "refit_rows")]
         if unable:
             return {**self.result.refit, "cross_fit": f"skipped: {unable} cannot refit their rows"}

@@ -135,3 +135,17 @@ def test_one_fold_is_a_config_error(manager: Any) -> None:
         transfuse.Pipeline.from_config(config(manager, refit_folds=1), manager=manager).fit(
             frame(100, seed=4)
         )
+
+
+def test_refit_folds_leaves_one_input_alone(manager: Any) -> None:
+    import transfuse
+
+    cfg = config(manager, refit_inputs=True, refit_folds=3)
+    cfg["train"]["epochs"] = 0
+    del cfg["inputs"]["table"]
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(frame(400, seed=5))
+    refit = pipeline.metrics["log"]["fusion_refit"]
+    assert "cross_fit" not in refit and refit["note"] == "one input: only the bias refit"
+    assert pipeline.metrics["log"]["refit_inputs"]["text"]["rows"] == sum(
+        pipeline.splits.sizes()[k] for k in ("train", "validation")
+    )
