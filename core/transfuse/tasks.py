@@ -322,10 +322,11 @@ class MulticlassTask(_ClassificationTask):
         p = p / p.sum(axis=1, keepdims=True)
         ks = list(range(len(classes)))
         hard = p.argmax(axis=1)
+        floored = np.clip(p, 1e-7, 1.0)  # then summing to one again, as log_loss checks
         out = {
             "accuracy": skm.accuracy_score(y, hard),
             "macro_f1": skm.f1_score(y, hard, average="macro", zero_division=0),
-            "log_loss": skm.log_loss(y, np.clip(p, 1e-7, 1.0), labels=ks),
+            "log_loss": skm.log_loss(y, floored / floored.sum(axis=1, keepdims=True), labels=ks),
         }
         if len(np.unique(y)) == len(classes):  # one-vs-rest AUC needs every class
             two = len(classes) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -228,6 +229,17 @@ def test_multiclass_metrics_match_scikit_learn(transfuse_manager):
         }
     )
     assert task.default_metric == "macro_f1"
+
+
+def test_multiclass_log_loss_of_a_near_certain_row_needs_no_warning(transfuse_manager):
+    # a probability under the 1e-7 floor: floored, then summing to one again
+    task = build(transfuse_manager, "multiclass")
+    task.fit(pd.Series([0, 1, 2]))
+    probs = np.array([[1.0 - 2e-9, 1e-9, 1e-9], [0.2, 0.7, 0.1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = task.metrics(pd.Series([0, 1]), probs)
+    assert got["log_loss"] == pytest.approx((-np.log(1 - 2e-7) - np.log(0.7)) / 2, rel=1e-3)
 
 
 def test_multiclass_leaves_out_roc_auc_when_a_class_is_absent(transfuse_manager):
