@@ -149,3 +149,28 @@ def test_refit_folds_leaves_one_input_alone(manager: Any) -> None:
     assert pipeline.metrics["log"]["refit_inputs"]["text"]["rows"] == sum(
         pipeline.splits.sizes()[k] for k in ("train", "validation")
     )
+
+
+def test_refit_folds_weighs_three_classes_too(manager: Any) -> None:
+    import transfuse
+
+    rng = np.random.default_rng(8)
+    label = rng.integers(0, 3, 450)
+    words = np.array(["late missed", "paid on time", "pending review"])[label]
+    data = pd.DataFrame(
+        {
+            "note": [w if rng.random() > 0.3 else "no remark" for w in words],
+            "income": rng.normal(size=450) - label,
+            "age": rng.normal(size=450),
+            "bad": np.array(["a", "b", "c"])[label],
+        }
+    )
+    cfg = config(manager, refit_inputs=True, refit_folds=3)
+    cfg["task"] = {"type": "multiclass", "target": "bad"}
+    cfg["train"]["epochs"] = 0
+    pipeline = transfuse.Pipeline.from_config(cfg, manager=manager).fit(data)
+    refit = pipeline.metrics["log"]["fusion_refit"]
+    sizes = pipeline.splits.sizes()
+    assert refit["cross_fit"] == {"folds": 3, "rows": sizes["train"] + sizes["validation"]}
+    assert len(refit["weights"]["text"]) == 3  # a weight per class and input
+    assert pipeline.metrics["test"]["accuracy"] > 0.7
