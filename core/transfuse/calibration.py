@@ -39,6 +39,7 @@ __all__ = [
     "Calibration",
     "expected_calibration_error",
     "fit_calibration",
+    "keep_unless_rejected",
     "load_calibration",
     "reliability_plot",
     "save_calibration",
@@ -133,6 +134,44 @@ class Calibration:
         except (KeyError, TypeError, ValueError):
             raise bad(f"lacks the numbers of its {method} calibrator") from None
         return cls(**common)
+
+
+def _log_likelihood(calibration: Calibration, y: np.ndarray, p: np.ndarray) -> float:
+    q = np.clip(calibration.apply(p), 1e-12, 1.0 - 1e-12)
+    return float(np.sum(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+
+def keep_unless_rejected(
+    prior: Calibration, fitted: Calibration, y: np.ndarray, p: np.ndarray, level: float = 0.05
+) -> Calibration:
+    """``prior`` (a source run's Platt calibrator, for a transferred model that scores these
+    rows exactly as the source model does) unless these rows reject it: a likelihood-ratio
+    test against ``fitted`` (Platt refit on them, two numbers more) at ``level``. On a few
+    hundred labels a refit is mostly noise, and the source's was fitted on its own,
+    larger, validation rows. Anything but two Platt calibrators: ``fitted``."""
+    from scipy.stats import chi2
+
+    if prior.method != "platt" or fitted.method != "platt" or not len(y):
+        return fitted
+    y = np.asarray(y, dtype=np.float64)
+    statistic = 2.0 * (_log_likelihood(fitted, y, p) - _log_likelihood(prior, y, p))
+    critical = float(chi2.ppf(1.0 - level, 2))
+    if statistic > critical:
+        return fitted
+    note = (
+        f"the source run's calibrator: the model scores the {len(y)} validation rows as the "
+        f"source model does, and they do not reject it (likelihood ratio {statistic:.2f}, "
+        f"under {critical:.2f} at {level:g}, 2 degrees of freedom)"
+    )
+    return Calibration(
+        method="platt",
+        slope=prior.slope,
+        intercept=prior.intercept,
+        rows=prior.rows,
+        positives=prior.positives,
+        requested=fitted.requested,
+        note=note,
+    )
 
 
 def fit_calibration(method: str, y: np.ndarray, p: np.ndarray) -> Calibration:

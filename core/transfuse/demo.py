@@ -289,7 +289,13 @@ def what_changed(result: TransferResult, arms: Arms) -> list[str]:
                 f"(ROC-AUC difference {same.value:+.4f})"
             )
             brier = arms.differences.get("source", {}).get("brier")
-            if brier is not None and abs(brier.value) >= 1e-4:
+            calibration = getattr(result.pipeline, "calibration", None)
+            if calibration is not None and calibration.note.startswith("the source run's"):
+                text += (
+                    ", and it keeps the source's probability calibration too (the "
+                    f"{n_val} validation rows do not reject it)"
+                )
+            elif brier is not None and abs(brier.value) >= 1e-4:
                 text += (
                     f", and only its probability calibration, refit on the {n_val} validation "
                     f"rows, differs (Brier {brier.value:+.4f} [{brier.low:+.4f}, "

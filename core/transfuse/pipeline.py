@@ -70,6 +70,10 @@ class Pipeline:
         self._curve: tuple[str, np.ndarray, np.ndarray] | None = None
         #: A binary run's calibrator (fitted on the validation rows; ``calibration.json``).
         self.calibration: Calibration | None = None
+        #: The run a transfer starts from (``transfuse.transfer`` sets it): when this model
+        #: scores the validation rows exactly as that run's model does, its calibrator is
+        #: kept unless those rows reject it (:func:`transfuse.calibration.keep_unless_rejected`).
+        self.calibration_source: Pipeline | None = None
         self._risk: RiskData | None = None  # the report's risk sections (transfuse.risk)
         #: The training rows' bins and counts for `transfuse monitor` (reference.json).
         self.reference: dict[str, Any] = {}
@@ -415,6 +419,8 @@ class Pipeline:
         val_logits = predict_logits(self.model, val_data, self.device) if held is None else held[0]
         val_labels = val_data.labels()
         self.calibration = self._fit_calibration(val_labels, val_logits)
+        if self.calibration_source is not None:
+            self.calibration = self._source_calibration(val_labels, val_logits)
         metrics: dict[str, Any] = {"validation": self._metrics(val_labels, val_logits)}
         curve = (self.splits.validation, "validation", val_labels, val_logits)
         test = self.splits.test
@@ -461,6 +467,31 @@ class Pipeline:
             return None
         raw = self._scores(logits, raw=True)[:, 0]
         return fit_calibration(self.config.train.calibrate, self.task.encode(labels).numpy(), raw)
+
+    def _source_calibration(self, labels: pd.Series, logits: np.ndarray) -> Calibration | None:
+        """The transfer's source run's calibrator instead of this run's, when the model is
+        the source's on the validation rows (the same logits) and they do not reject it."""
+        from transfuse.calibration import keep_unless_rejected
+        from transfuse.errors import TransfuseError
+        from transfuse.train import predict_logits
+
+        source, fitted = self.calibration_source, self.calibration
+        if source is None or fitted is None or source.calibration is None:
+            return fitted
+        assert self.splits is not None and self.task is not None
+        try:
+            batches = source.frame_batches(self.splits.validation)
+            assert source.model is not None and source.device is not None
+            theirs = predict_logits(source.model, batches, source.device)
+        except TransfuseError:  # the source reads columns these rows lack: another model
+            return fitted
+        # the same logits to 0.01 (1% in the odds): recomputed features (a frozen encoder's
+        # cached float16 embeddings, another batch size) move them by about 1e-3
+        if theirs.shape != logits.shape or not np.allclose(theirs, logits, rtol=0, atol=1e-2):
+            return fitted
+        raw = self._scores(logits, raw=True)[:, 0]
+        y = self.task.encode(labels).numpy()
+        return keep_unless_rejected(source.calibration, fitted, y, raw)
 
     def _scores(self, logits: np.ndarray, *, raw: bool = False) -> np.ndarray:
         """The task's scores for ``logits``, calibrated unless ``raw``."""

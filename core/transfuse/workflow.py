@@ -215,6 +215,7 @@ def transfer(
         from transfuse.bases import TransferContext
 
         assert pipe.device is not None and source.model is not None
+        pipe.calibration_source = source  # kept when the model stays the source's
         steps = -(-len(splits.train) // pipe.config.train.batch_size)
         ctx = TransferContext(
             source_model=source.model,

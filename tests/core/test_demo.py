@@ -46,6 +46,16 @@ def test_kept_source_weights_are_said_plainly_with_what_still_differs() -> None:
     )
 
 
+def test_a_kept_source_calibrator_is_said_instead_of_a_brier_gap() -> None:
+    result = _result(-1)
+    result.pipeline.calibration = SimpleNamespace(note="the source run's calibrator: ...")
+    first, *_ = what_changed(result, _arms(0.00001, 0.0))
+    assert first.endswith(
+        "and it keeps the source's probability calibration too (the 40 validation rows do "
+        "not reject it)."
+    )
+
+
 def test_a_kept_epoch_says_the_labels_changed_the_model() -> None:
     first, source, _ = what_changed(_result(2), _arms(0.03, 0.0))
     assert first == (

@@ -180,3 +180,36 @@ def test_without_source_rows_the_shift_section_says_why(source_run):
     result = transfuse.transfer(config("target", epochs=1), source_run, ["freeze"],
                                 data=domain(120, 0.5, 9))  # fmt: skip
     assert "not measured" in result.pipeline.shift
+
+
+def test_a_transfer_that_keeps_the_source_model_keeps_its_calibrator(source_run):
+    source = transfuse.load(source_run)
+    result = transfuse.transfer(
+        config("target", epochs=0), source_run, ["finetune"], data=domain(400, 0.0, 11)
+    )
+    kept = result.pipeline.calibration
+    assert kept is not None and kept.note.startswith("the source run's calibrator")
+    assert (kept.slope, kept.intercept) == (source.calibration.slope, source.calibration.intercept)
+    scores = result.pipeline.predict_scores(domain(50, 0.0, 12))
+    assert np.allclose(scores, source.predict_scores(domain(50, 0.0, 12)), atol=1e-6)
+
+
+def test_target_rows_that_reject_the_source_calibrator_get_their_own(source_run):
+    data = domain(400, 0.0, 13)
+    rng = np.random.default_rng(0)
+    data["y"] = np.where(rng.random(len(data)) < 0.6, 1, data["y"])  # far more positives
+    result = transfuse.transfer(config("target", epochs=0), source_run, ["finetune"], data=data)
+    fitted = result.pipeline.calibration
+    assert fitted is not None and fitted.note == ""
+    assert fitted.rows == result.pipeline.splits.sizes()["validation"]
+
+
+def test_a_transfer_to_another_model_fits_its_own_calibrator(source_run):
+    raw = config("target", epochs=0)  # a column the source never saw: another model
+    raw["inputs"]["table"]["columns"] = [*COLUMNS, "cat", "extra"]
+    data = domain(400, 0.0, 14)
+    data["extra"] = np.random.default_rng(1).normal(size=len(data))
+    result = transfuse.transfer(raw, source_run, ["layer-map"], data=data)
+    fitted = result.pipeline.calibration
+    assert fitted is not None and fitted.note == ""
+    assert fitted.rows == result.pipeline.splits.sizes()["validation"]
