@@ -29,6 +29,7 @@ from transfuse.monitor import (
     compare,
     monitor_run,
     psi_of_counts,
+    sampling_noise,
 )
 from transfuse.plugins import reset_plugin_manager
 from transfuse.shift import PSI_MAJOR, psi
@@ -214,3 +215,24 @@ def test_rare_categories_are_pooled_and_new_ones_counted_outside_the_reference()
 def test_psi_of_identical_histograms_is_zero_and_the_default_limit_is_the_major_band():
     assert psi_of_counts([10, 20, 0], [20, 40, 0]) == pytest.approx(0.0)
     assert FAIL_ABOVE == PSI_MAJOR
+
+
+def test_sampling_noise_is_the_psi_that_same_distribution_samples_stay_under():
+    rng = np.random.default_rng(3)
+    shares = rng.dirichlet(np.ones(10) * 3)
+    reference = rng.multinomial(1000, shares)
+    found = [rng.multinomial(50, shares) for _ in range(300)]
+    exceed = np.mean([psi_of_counts(reference, n) > sampling_noise(reference, n) for n in found])
+    assert 0.0 < exceed < 0.12  # about 5%: the bound's level
+    assert sampling_noise(reference, found[0]) > PSI_MAJOR  # 50 rows: the major band is noise
+    assert sampling_noise([1000] * 10, [1000] * 10) < 0.02  # thousands of rows: a few 1e-3
+
+
+def test_a_psi_above_the_limit_within_the_noise_of_few_rows_is_not_a_shift(run, tmp_path, capsys):
+    assert monitor(run, tmp_path, rows(12, seed=7)) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "m" / "monitor.json").read_text())
+    assert not result["crossed"] and result["within_noise"]  # 12 rows: PSI above 0.25
+    assert all(v > PSI_MAJOR for v in result["within_noise"].values())
+    assert "within the sampling noise of 12 rows" in out
+    assert "within the sampling noise of 12 rows" in (tmp_path / "m" / "monitor.md").read_text()
