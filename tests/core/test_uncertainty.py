@@ -43,7 +43,6 @@ def test_binary_twins_equal_scikit_learn_with_ties(n):
         assert fast[name] == pytest.approx(exact[name], abs=1e-12), name
 
 
-@pytest.mark.filterwarnings("ignore:The y_prob values do not sum to one")
 def test_multiclass_and_regression_twins_equal_the_tasks():
     y = RNG.integers(0, 3, 200)
     p = RNG.dirichlet(np.ones(3), 200)
